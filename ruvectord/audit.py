@@ -1,0 +1,144 @@
+"""Ed25519 keys, the canonical serialisation of events, signing and verifying.
+
+The canonical form is JSON with sorted keys, no insignificant whitespace, UTF-8, and
+timestamps as ISO-8601 UTC with microseconds. Every value in it survives a round trip through
+PostgreSQL (float8, jsonb, timestamptz), so a row read back verifies bit for bit; any change
+to any signed column does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ruvectord.errors import UserError
+
+SIGNED_FIELDS = (
+    "collection",
+    "event_type",
+    "previous_state",
+    "new_state",
+    "lambda_cut",
+    "lambda2",
+    "witness_edges",
+    "metadata",
+    "signer_id",
+    "created_at",
+)
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime in a signed event")
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"non-finite number {value} in a signed event")
+        # 1.0 and 1 must serialise alike: jsonb gives back whichever it likes
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if isinstance(value, Mapping):
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def canonical(event: Mapping[str, Any]) -> bytes:
+    """The exact bytes that are signed: the signed fields of `event`, canonically encoded."""
+    payload = {key: _normalise(event.get(key)) for key in SIGNED_FIELDS}
+    return json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Signer:
+    private: Ed25519PrivateKey
+
+    @property
+    def public(self) -> Ed25519PublicKey:
+        return self.private.public_key()
+
+    @property
+    def id(self) -> str:
+        return key_id(self.public)
+
+    @property
+    def public_bytes(self) -> bytes:
+        return self.public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    def sign(self, event: Mapping[str, Any]) -> bytes:
+        if event.get("signer_id") != self.id:
+            raise ValueError("event signer_id does not match this key")
+        return self.private.sign(canonical(event))
+
+
+def verify(public_key: bytes, event: Mapping[str, Any], signature: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, canonical(event))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def load_or_create_key(path: Path) -> tuple[Signer, bool]:
+    """Read the PEM private key at `path`, creating it (mode 0600) if missing.
+
+    Returns the signer and whether the key was created now. Blocking file I/O: call it
+    through a worker thread from async code.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return _create_key(path), True
+    except OSError as exc:
+        raise UserError(f"signing key {path}: cannot read: {exc.strerror}") from None
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise UserError(
+            f"signing key {path}: mode {mode:04o} lets others read it; chmod 600 {path}"
+        )
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except ValueError as exc:
+        raise UserError(f"signing key {path}: not a PEM private key ({exc})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise UserError(f"signing key {path}: not an Ed25519 key")
+    return Signer(key), False
+
+
+def _create_key(path: Path) -> Signer:
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # O_EXCL: two daemons starting at once must not overwrite each other's key
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return load_or_create_key(path)[0]
+    except OSError as exc:
+        raise UserError(f"signing key {path}: cannot create: {exc.strerror}") from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    return Signer(key)

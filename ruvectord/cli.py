@@ -1,0 +1,282 @@
+"""The `ruvectord` command: run, check-config, migrate, status, audit verify, demo.
+
+Exit codes: 0 success, 1 a runtime failure (database unreachable, verification failed),
+2 bad input (config, flag, argument). Errors are one line each and never show a password.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import asyncpg
+
+from ruvectord import __version__
+from ruvectord.config import DEFAULT_CONFIG_PATH, Config, load_config
+from ruvectord.errors import ConfigError, DatabaseUnavailable, RuvectordError, UserError
+from ruvectord.logs import redact, setup_logging
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=None,
+        help=f"config file (default: $RUVECTORD_CONFIG or {DEFAULT_CONFIG_PATH})",
+    )
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--dsn", help="connect here instead of database.dsn (postgresql://...)")
+
+    p = argparse.ArgumentParser(
+        prog="ruvectord",
+        description="Self-healing control daemon for PostgreSQL vector databases.",
+    )
+    p.add_argument("--version", action="version", version=f"ruvectord {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common, db], help="run the daemon (systemd unit)")
+    run.add_argument(
+        "--embedded",
+        type=Path,
+        metavar="DIR",
+        help="start a private PostgreSQL 18 with pgvector in DIR and monitor it",
+    )
+    sub.add_parser("check-config", parents=[common], help="validate the config file and exit")
+    sub.add_parser("migrate", parents=[common, db], help="apply pending schema migrations")
+    status = sub.add_parser("status", parents=[common, db], help="integrity state per collection")
+    status.add_argument("collection", nargs="?", help="one collection (default: all)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    audit = sub.add_parser("audit", help="audit trail commands")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
+    audit_sub.add_parser(
+        "verify", parents=[common, db], help="verify the signature of every integrity event"
+    )
+    heal = sub.add_parser("heal", help="healing actions: list, approve, reject")
+    heal_sub = heal.add_subparsers(dest="heal_command", required=True, metavar="SUBCOMMAND")
+    heal_sub.add_parser("list", parents=[common, db], help="recent healing actions")
+    for verb in ("approve", "reject"):
+        h = heal_sub.add_parser(verb, parents=[common, db], help=f"{verb} a pending action")
+        h.add_argument("action_id", type=_positive_int, help="the action id (see heal list)")
+    sub.add_parser(
+        "effectiveness",
+        parents=[common, db],
+        help="per-strategy weight, attempts, success rate, improvement; recovery time",
+    )
+    demo = sub.add_parser("demo", help="a self-contained demonstration on an embedded server")
+    demo.add_argument("--json", action="store_true", help="print the timeline as JSON lines")
+    demo.add_argument("--data-dir", type=Path, help="keep the embedded server's data here")
+    demo.add_argument("--fast", action="store_true", help="shorter phases (for CI)")
+    return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive action id")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatabaseUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except asyncpg.PostgresError as exc:
+        code = getattr(exc, "sqlstate", "")
+        print(f"error: PostgreSQL said: {redact(str(exc))} (SQLSTATE {code})", file=sys.stderr)
+        return EXIT_FAILURE
+    except RuvectordError as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    if args.config is not None:
+        return Path(args.config)
+    env = os.environ.get("RUVECTORD_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(_config_path(args))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "check-config":
+        _load(args)
+        print("ok")
+        return EXIT_OK
+    if cmd == "demo":
+        from ruvectord.demo import run_demo
+
+        return run_demo(json_lines=args.json, data_dir=args.data_dir, fast=args.fast)
+    config = _load(args)
+    setup_logging(
+        config.logging.level, config.logging.format, stream=sys.stderr if cmd != "run" else None
+    )
+    if cmd == "run":
+        return _run_daemon(args, config)
+    if cmd == "migrate":
+        return _with_db(args, config, _migrate)
+    if cmd == "status":
+        return _with_db(args, config, lambda db: _status(db, config, args))
+    if cmd == "audit":
+        return _with_db(args, config, _audit_verify)
+    if cmd == "heal":
+        return _with_db(args, config, lambda db: _heal(db, args))
+    if cmd == "effectiveness":
+        return _with_db(args, config, lambda db: _effectiveness(db, config))
+    raise UserError(f"unknown command {cmd!r}")  # argparse prevents this
+
+
+def _run_daemon(args: argparse.Namespace, config: Config) -> int:
+    from ruvectord.daemon import Daemon, build_healer
+
+    daemon = Daemon(
+        config,
+        config_path=_config_path(args),
+        dsn=args.dsn,
+        embedded_dir=args.embedded,
+        healer_factory=build_healer,
+    )
+    return anyio.run(daemon.run)
+
+
+def _with_db(args: argparse.Namespace, config: Config, fn: Callable[[Any], Awaitable[int]]) -> int:
+    from ruvectord.postgres.pool import ConnectOptions, Database
+
+    async def go() -> int:
+        db = await Database.connect(ConnectOptions.from_config(config.database, args.dsn))
+        try:
+            return await fn(db)
+        finally:
+            await db.close()
+
+    return anyio.run(go)
+
+
+async def _migrate(db: Any) -> int:
+    from ruvectord.postgres.migrations import migrate
+
+    report = await migrate(db)
+    if report.applied:
+        print(f"applied {', '.join(report.applied)}; schema at version {report.version}")
+    else:
+        print(f"nothing to do; schema at version {report.version}")
+    return EXIT_OK
+
+
+async def _status(db: Any, config: Config, args: argparse.Namespace) -> int:
+    names = [args.collection] if args.collection else [c.name for c in config.collections]
+    rows = []
+    for name in names:
+        try:
+            rows.append(await db.fetchval("SELECT ruvector_integrity_status($1)", name))
+        except asyncpg.UndefinedObjectError as exc:
+            raise UserError(f"{exc}") from None
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, default=str))
+        return EXIT_OK
+    if not rows:
+        print("no collections configured")
+    for row in rows:
+        lam = row.get("lambda_cut")
+        lam_s = "-" if lam is None else f"{lam:.3f}"
+        stale = " (stale: the daemon has not sampled recently)" if row.get("stale") else ""
+        print(f"{row['collection']}: {row['state']}, lambda_cut {lam_s}{stale}")
+        if row.get("decision"):
+            print(f"  {row['decision']}")
+        if row.get("collection_status") == "error":
+            print(f"  error: {row.get('collection_status_detail')}")
+    return EXIT_OK
+
+
+async def _audit_verify(db: Any) -> int:
+    from ruvectord.postgres.audit_trail import verify_events
+
+    report = await verify_events(db)
+    for bad in report.failures:
+        print(
+            f"event {bad.id} ({bad.collection}, {bad.event_type}, {bad.created_at}): {bad.problem}"
+        )
+    print(f"{report.checked} event(s) checked, {len(report.failures)} failed")
+    return EXIT_OK if not report.failures else EXIT_FAILURE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+async def _heal(db: Any, args: argparse.Namespace) -> int:
+    import getpass
+    from datetime import UTC, datetime
+
+    from ruvectord.postgres.actions import HealingStore
+
+    store = HealingStore(db)
+    if args.heal_command == "list":
+        rows = await store.list_actions()
+        if not rows:
+            print("no healing actions yet")
+        for r in rows:
+            final = "-" if r["final_lambda"] is None else f"{r['final_lambda']:.3f}"
+            line = (
+                f"{r['id']:>6}  {r['created_at']:%Y-%m-%d %H:%M:%S}  {r['collection']:<16} "
+                f"{r['strategy_name']:<20} {r['status']:<16} lambda "
+                f"{r['initial_lambda']:.3f} -> {final}"
+            )
+            if r["status"] == "pending_approval" and r["expires_at"]:
+                line += f"  (expires {r['expires_at']:%H:%M:%S})"
+            print(line)
+            if r["error_message"]:
+                print(f"        {r['error_message']}")
+        return EXIT_OK
+    try:
+        status = await store.decide(
+            args.action_id, args.heal_command == "approve", getpass.getuser(), datetime.now(UTC)
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    print(f"action {args.action_id} {status}")
+    return EXIT_OK
+
+
+async def _effectiveness(db: Any, config: Config) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from ruvectord.healing.learning import effectiveness
+    from ruvectord.postgres.actions import HealingStore
+
+    store = HealingStore(db)
+    since = datetime.now(UTC) - timedelta(days=config.healing.learning_window_days)
+    report = effectiveness(await store.outcomes_since(since), await store.load_weights())
+    for line in report.lines():
+        print(line)
+    return EXIT_OK

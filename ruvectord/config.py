@@ -1,0 +1,482 @@
+"""The one YAML configuration file: pydantic models, loading, env overrides, error messages.
+
+Every default here comes from the self-healing design (../shared/seed) or the integrity spec;
+`config/ruvectord.example.yaml` documents each key and is checked against these models by the
+test suite, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ruvectord.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/ruvectord/ruvectord.yaml")
+ENV_PREFIX = "RUVECTORD_"
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class DatabaseConfig(_Section):
+    dsn: str = "postgresql://ruvectord@/postgres?host=/var/run/postgresql"
+    password_file: Path | None = None
+    embedded: bool = False
+    embedded_data_dir: Path = Path("/var/lib/ruvectord/pgdata")
+    statement_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 5.0
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 10.0
+    connect_retries: Annotated[int, Field(ge=0, le=100)] = 5
+    pool_min_size: Annotated[int, Field(ge=1, le=100)] = 1
+    pool_max_size: Annotated[int, Field(ge=1, le=100)] = 4
+    migrate_on_start: bool = True
+
+    @model_validator(mode="after")
+    def _pool_sizes(self) -> Self:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError(
+                f"pool_min_size ({self.pool_min_size}) is greater than pool_max_size "
+                f"({self.pool_max_size})"
+            )
+        return self
+
+
+class DaemonConfig(_Section):
+    state_directory: Path = Path("/var/lib/ruvectord")
+    node_name: str = Field(default_factory=lambda: os.uname().nodename)
+    shutdown_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
+
+
+class MetricsConfig(_Section):
+    enabled: bool = True
+    listen_address: str = "127.0.0.1:9187"
+
+    @field_validator("listen_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(
+                f"{value!r} is not HOST:PORT with a port in 0..65535 (0 picks a free port)"
+            )
+        host = host.strip("[]")
+        if host not in ("", "localhost"):
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ValueError(f"{value!r}: {host!r} is not an IP address") from None
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen_address.rpartition(":")[0].strip("[]") or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen_address.rpartition(":")[2])
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Budgets(_Section):
+    """What "healthy" means for the capacity formulas of the contracted graph."""
+
+    max_queue: Annotated[int, Field(ge=1)] = 32
+    lag_budget_seconds: Annotated[float, Field(gt=0)] = 30.0
+    lag_budget_bytes: Annotated[int, Field(ge=1)] = 256 * 1024 * 1024
+    latency_budget_ms: Annotated[float, Field(gt=0)] = 100.0
+    hot_load_ratio: Annotated[float, Field(gt=1.0)] = 2.0
+    hot_ops_per_second: Annotated[float, Field(gt=0)] = 200.0
+    fragmentation_budget: Annotated[float, Field(gt=0, le=1.0)] = 0.6
+    partition_links: Annotated[int, Field(ge=1, le=64)] = 4
+    max_centroids: Annotated[int, Field(ge=0, le=10000)] = 1000
+
+
+class BudgetOverrides(_Section):
+    """Per-collection budgets: any key left out takes the global value."""
+
+    max_queue: Annotated[int, Field(ge=1)] | None = None
+    lag_budget_seconds: Annotated[float, Field(gt=0)] | None = None
+    lag_budget_bytes: Annotated[int, Field(ge=1)] | None = None
+    latency_budget_ms: Annotated[float, Field(gt=0)] | None = None
+    hot_load_ratio: Annotated[float, Field(gt=1.0)] | None = None
+    hot_ops_per_second: Annotated[float, Field(gt=0)] | None = None
+    fragmentation_budget: Annotated[float, Field(gt=0, le=1.0)] | None = None
+    partition_links: Annotated[int, Field(ge=1, le=64)] | None = None
+    max_centroids: Annotated[int, Field(ge=0, le=10000)] | None = None
+
+    def apply(self, base: Budgets) -> Budgets:
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
+class IntegrityConfig(_Section):
+    sample_interval_seconds: Annotated[float, Field(ge=0.1, le=3600)] = 60.0
+    threshold_high: Fraction = 0.8
+    threshold_low: Fraction = 0.3
+    degrade_samples: Annotated[int, Field(ge=1, le=1000)] = 3
+    critical_samples: Annotated[int, Field(ge=1, le=1000)] = 2
+    recovery_offset: Annotated[float, Field(ge=0, le=1)] = 0.1
+    recovery_hold_seconds: Annotated[float, Field(ge=0)] = 300.0
+    cooldown_seconds: Annotated[float, Field(ge=0)] = 60.0
+    lambda2_enabled: bool = True
+    lambda2_dense_limit: Annotated[int, Field(ge=0)] = 200
+    sample_retention_days: Annotated[float, Field(gt=0)] = 7.0
+    prune_batch_size: Annotated[int, Field(ge=1)] = 5000
+    signing_key_file: Path | None = None
+    budgets: Budgets = Budgets()
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> Self:
+        if self.threshold_low >= self.threshold_high:
+            raise ValueError(
+                f"threshold_low ({self.threshold_low}) must be below threshold_high "
+                f"({self.threshold_high})"
+            )
+        return self
+
+
+class ClassifierConfig(_Section):
+    """The seed's classification rules; a class fires when the count is strictly above."""
+
+    hotspot_partition_links: Annotated[int, Field(ge=0)] = 3
+    skew_centroids: Annotated[int, Field(ge=0)] = 5
+    contention_dependencies: Annotated[int, Field(ge=0)] = 2
+    memory_pressure_pct: Annotated[float, Field(ge=0, le=100)] = 85.0
+    fragmentation_pct: Annotated[float, Field(ge=0, le=100)] = 30.0
+
+
+class ThrottleConfig(_Section):
+    stress_pct: Annotated[int, Field(ge=0, le=100)] = 50
+    critical_pct: Annotated[int, Field(ge=0, le=100)] = 90
+    bulk_extra_pct: Annotated[int, Field(ge=0, le=100)] = 10
+    retry_after_seconds: Annotated[float, Field(ge=0)] = 5.0
+    install_trigger: bool = True
+
+
+class HealingConfig(_Section):
+    enabled: bool = True
+    min_healing_interval_seconds: Annotated[float, Field(ge=0)] = 300.0
+    max_attempts_per_window: Annotated[int, Field(ge=1)] = 3
+    attempt_window_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    max_auto_heal_impact: Fraction = 0.5
+    require_approval_strategies: tuple[str, ...] = ("scale_replicas",)
+    approval_ttl_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    learning_enabled: bool = True
+    learning_window_days: Annotated[float, Field(gt=0)] = 30.0
+    ineffective_after: Annotated[int, Field(ge=0)] = 3
+    settle_seconds: Annotated[float, Field(ge=0)] = 10.0
+    min_improvement: Annotated[float, Field(ge=0)] = 0.10
+    classifier: ClassifierConfig = ClassifierConfig()
+    throttle: ThrottleConfig = ThrottleConfig()
+
+
+class CollectionConfig(_Section):
+    name: str
+    table: str
+    vector_column: str
+    tenant_column: str | None = None
+    budgets: BudgetOverrides = BudgetOverrides()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _COLLECTION_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a collection name (letters, digits, _ . -; at most 63)"
+            )
+        return value
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        parts = value.split(".")
+        if len(parts) > 2 or not all(_IDENT.match(p) for p in parts):
+            raise ValueError(f"{value!r} is not a table name of the form schema.table")
+        return value if len(parts) == 2 else f"public.{value}"
+
+    @field_validator("vector_column", "tenant_column")
+    @classmethod
+    def _column(cls, value: str | None) -> str | None:
+        if value is not None and not _IDENT.match(value):
+            raise ValueError(f"{value!r} is not a column name")
+        return value
+
+    @property
+    def schema_name(self) -> str:
+        return self.table.split(".")[0]
+
+    @property
+    def table_name(self) -> str:
+        return self.table.split(".")[1]
+
+
+class Config(_Section):
+    database: DatabaseConfig = DatabaseConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    integrity: IntegrityConfig = IntegrityConfig()
+    healing: HealingConfig = HealingConfig()
+    collections: tuple[CollectionConfig, ...] = ()
+
+    @field_validator("collections")
+    @classmethod
+    def _unique(cls, value: tuple[CollectionConfig, ...]) -> tuple[CollectionConfig, ...]:
+        seen: set[str] = set()
+        for c in value:
+            if c.name in seen:
+                raise ValueError(f"collection name {c.name!r} appears twice")
+            seen.add(c.name)
+        return value
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.integrity.signing_key_file or self.daemon.state_directory / "signing.key"
+
+    def budgets_for(self, collection: CollectionConfig) -> Budgets:
+        return collection.budgets.apply(self.integrity.budgets)
+
+    def collection(self, name: str) -> CollectionConfig:
+        for c in self.collections:
+            if c.name == name:
+                return c
+        known = ", ".join(c.name for c in self.collections) or "none configured"
+        raise ConfigError([f"unknown collection {name!r} (known: {known})"])
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(
+    path: Path | str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Read, merge env overrides into, and validate the config file.
+
+    Raises `ConfigError` whose `problems` are one line per problem, each naming the YAML path
+    (and line when known), the bad value and the rule.
+    """
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: config file not found"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
+    return parse_config(text, source=str(path), env=env, overrides=overrides)
+
+
+def parse_config(
+    text: str,
+    *,
+    source: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise ConfigError([f"{where}: invalid YAML: {exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: the top level must be a mapping, not {type(data).__name__}"])
+    lines = _line_numbers(node)
+    origins: dict[tuple[str, ...], str] = {}
+    problems: list[str] = []
+    for key, raw in sorted((env if env is not None else os.environ).items()):
+        if not key.startswith(ENV_PREFIX) or key in _NOT_OVERRIDES:
+            continue
+        keypath = tuple(p.lower() for p in key[len(ENV_PREFIX) :].split("__"))
+        if not all(keypath):
+            problems.append(f"env {key}: empty key segment (use RUVECTORD_SECTION__KEY)")
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        if not _set_path(data, keypath, value):
+            problems.append(f"env {key}: {'.'.join(keypath[:-1])} is not a mapping")
+            continue
+        origins[keypath] = f"env {key}"
+    for dotted, value in (overrides or {}).items():
+        keypath = tuple(dotted.split("."))
+        _set_path(data, keypath, value)
+        origins[keypath] = "command line"
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            [_describe(err, lines, origins, source) for err in exc.errors(include_url=False)]
+        ) from None
+
+
+# Variables that share the prefix but are not config keys.
+_NOT_OVERRIDES = frozenset({"RUVECTORD_CONFIG", "RUVECTORD_TEST_DSN", "RUVECTORD_TEST_EMBEDDED"})
+
+
+def _set_path(data: dict[str, Any], keypath: tuple[str, ...], value: Any) -> bool:
+    cursor: Any = data
+    for part in keypath[:-1]:
+        nxt = cursor.get(part)
+        if nxt is None:
+            nxt = cursor[part] = {}
+        if not isinstance(nxt, dict):
+            return False
+        cursor = nxt
+    cursor[keypath[-1]] = value
+    return True
+
+
+def _line_numbers(node: yaml.Node | None) -> dict[tuple[str | int, ...], int]:
+    lines: dict[tuple[str | int, ...], int] = {}
+
+    def walk(n: yaml.Node, path: tuple[str | int, ...]) -> None:
+        lines[path] = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                key = k.value if isinstance(k, yaml.ScalarNode) else str(k)
+                lines[(*path, key)] = k.start_mark.line + 1
+                walk(v, (*path, key))
+                lines[(*path, key)] = k.start_mark.line + 1
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                walk(item, (*path, i))
+
+    if node is not None:
+        walk(node, ())
+    return lines
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+_RULES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "greater_than_equal": lambda ctx: f"is not >= {ctx['ge']}",
+    "greater_than": lambda ctx: f"is not > {ctx['gt']}",
+    "less_than_equal": lambda ctx: f"is not <= {ctx['le']}",
+    "less_than": lambda ctx: f"is not < {ctx['lt']}",
+    "int_parsing": lambda ctx: "is not an integer",
+    "int_type": lambda ctx: "is not an integer",
+    "int_from_float": lambda ctx: "is not a whole number",
+    "float_parsing": lambda ctx: "is not a number",
+    "float_type": lambda ctx: "is not a number",
+    "bool_parsing": lambda ctx: "is not true or false",
+    "bool_type": lambda ctx: "is not true or false",
+    "string_type": lambda ctx: "is not a string",
+    "literal_error": lambda ctx: f"is not one of {ctx['expected']}",
+    "model_type": lambda ctx: "is not a mapping",
+    "model_attributes_type": lambda ctx: "is not a mapping",
+    "dict_type": lambda ctx: "is not a mapping",
+    "tuple_type": lambda ctx: "is not a list",
+    "list_type": lambda ctx: "is not a list",
+    "path_type": lambda ctx: "is not a path",
+}
+
+
+def _describe(
+    err: Any,
+    lines: dict[tuple[str | int, ...], int],
+    origins: dict[tuple[str, ...], str],
+    source: str,
+) -> str:
+    loc: tuple[str | int, ...] = tuple(err["loc"])
+    etype: str = err["type"]
+    value = err.get("input")
+    if etype == "extra_forbidden":
+        key = str(loc[-1])
+        parent = _model_at(loc[:-1])
+        hint = ""
+        if parent is not None:
+            close = difflib.get_close_matches(key, list(parent.model_fields), n=1)
+            if close:
+                hint = f" (did you mean {close[0]!r}?)"
+        rule = f"unknown key{hint}"
+        text = f"{_dotted(loc)}: {rule}"
+    elif etype == "missing":
+        text = f"{_dotted(loc)}: required key is missing"
+    else:
+        describe = _RULES.get(etype)
+        ctx = err.get("ctx") or {}
+        if describe is not None:
+            rule = describe(ctx)
+        elif etype == "value_error":
+            rule = str(ctx.get("error", err["msg"]))
+        else:
+            rule = err["msg"][0].lower() + err["msg"][1:]
+        # validators of ours already quote the value in their message
+        shown = "" if etype == "value_error" else _show(value)
+        text = f"{_dotted(loc)}: {shown + ' ' if shown else ''}{rule}"
+    str_loc = tuple(str(p) for p in loc)
+    for n in range(len(str_loc), 0, -1):
+        if str_loc[:n] in origins:
+            return f"{text} (from {origins[str_loc[:n]]})"
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return f"{text} ({source}, line {lines[loc[:n]]})"
+    return text
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict | list | tuple):
+        return ""
+    if isinstance(value, str):
+        return repr(value)
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        nxt = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if nxt is None:
+            return None
+        model = nxt
+    return model

@@ -1,0 +1,412 @@
+"""Composition root: wires adapters to the core and owns every lifecycle.
+
+One anyio task group holds named tasks: signals, the metrics endpoint, the systemd watchdog,
+housekeeping, the actor lock, and one loop per collection. Signal handlers only deliver
+signals to a task that acts on them (as Patroni does): SIGHUP validates the new file and keeps
+the running config when it is bad; SIGTERM/SIGINT stop taking work, cancel the current step
+(healing steps shield their journal writes and rollbacks) and exit 0 within
+`daemon.shutdown_timeout_seconds`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import asyncpg
+from anyio.abc import TaskGroup
+
+from ruvectord import __version__
+from ruvectord.audit import Signer, load_or_create_key
+from ruvectord.clock import Clock, SystemClock
+from ruvectord.config import CollectionConfig, Config, load_config
+from ruvectord.embedded import EmbeddedPostgres
+from ruvectord.errors import ConfigError
+from ruvectord.integrity.monitor import CollectionMonitor, Healer, Runtime, signed_event
+from ruvectord.logs import get_logger, setup_logging
+from ruvectord.metrics import Metrics, serve_http
+from ruvectord.postgres.migrations import migrate
+from ruvectord.postgres.pool import ConnectOptions, Database
+from ruvectord.postgres.sampler import Sampler
+from ruvectord.postgres.store import Store
+from ruvectord.systemd import Notifier
+
+log = get_logger("ruvectord.daemon")
+
+HOUSEKEEPING_SECONDS = 600.0
+
+# Builds the healer once the database is up; None means "monitor only".
+HealerFactory = Callable[["Daemon"], Awaitable[Healer | None]]
+
+
+@dataclass
+class _Loop:
+    collection: CollectionConfig
+    monitor: CollectionMonitor
+    scope: anyio.CancelScope
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None = None,
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+        dsn: str | None = None,
+        embedded_dir: Path | None = None,
+        healer_factory: HealerFactory | None = None,
+        metrics: Metrics | None = None,
+        observers: list[Callable[[Any, str], None]] | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.clock = clock or SystemClock()
+        self.notifier = notifier or Notifier.from_env()
+        self.metrics = metrics or Metrics()
+        self.dsn_override = dsn
+        self.embedded_dir = embedded_dir
+        self.healer_factory = healer_factory
+        self.observers = observers or []
+        self.embedded: EmbeddedPostgres | None = None
+        self.db: Database | None = None
+        self.store: Store | None = None
+        self.rt: Runtime | None = None
+        self.healer: Healer | None = None
+        self.actor: Any = None  # the ActorLock, when healing is wired
+        self.collection_ids: dict[str, int] = {}
+        self.loops: dict[str, _Loop] = {}
+        self.metrics_port: int | None = None
+        self._tg: TaskGroup | None = None
+        self._stopping = False
+        self.ready = anyio.Event()
+        # long-running tasks that adapters built in _start need (e.g. the actor lock)
+        self.background: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> int:
+        self.metrics.set_node(self.config.daemon.node_name)
+        log.info(
+            "daemon_starting",
+            version=__version__,
+            pid=os.getpid(),
+            collections=[c.name for c in self.config.collections],
+        )
+        self.notifier.status("starting")
+        try:
+            await self._start()
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._signals, name="signals")
+                if self.config.metrics.enabled:
+                    self.metrics_port = await tg.start(self._serve_metrics, name="metrics")
+                if self.notifier.watchdog_interval:
+                    tg.start_soon(self._watchdog, name="watchdog")
+                tg.start_soon(self._housekeeping, name="housekeeping")
+                for task_name, task in self.background:
+                    tg.start_soon(_logged(task_name, task), name=task_name)
+                for c in self.config.collections:
+                    self._start_loop(c)
+                status = self._status_line()
+                self.notifier.ready(status)
+                self.ready.set()
+                log.info("daemon_ready", msg=status, metrics_port=self.metrics_port)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close()
+        log.info("daemon_stopped", msg="ruvectord stopped cleanly")
+        return 0
+
+    async def _start(self) -> None:
+        cfg = self.config
+        dsn = self.dsn_override
+        embedded_dir = self.embedded_dir or (
+            cfg.database.embedded_data_dir if cfg.database.embedded else None
+        )
+        if embedded_dir is not None:
+            self.embedded = EmbeddedPostgres(embedded_dir)
+            self.notifier.status(f"starting embedded PostgreSQL in {embedded_dir}")
+            dsn = await anyio.to_thread.run_sync(self.embedded.start)
+            log.info("embedded_server_started", data_dir=str(embedded_dir))
+        self.db = await Database.connect(ConnectOptions.from_config(cfg.database, dsn))
+        self.metrics.up.set(1)
+        log.info("database_connected", target=self.db.target)
+        if cfg.database.migrate_on_start:
+            report = await migrate(self.db)
+            log.info("schema_ready", version=report.version, applied=list(report.applied))
+        signer, created = await anyio.to_thread.run_sync(load_or_create_key, cfg.signing_key_path)
+        if created:
+            log.warning("signing_key_created", path=str(cfg.signing_key_path), signer_id=signer.id)
+        self.store = Store(self.db)
+        await self.store.register_key(signer, f"ruvectord on {cfg.daemon.node_name}")
+        self.collection_ids = await self.store.sync_collections(cfg)
+        self.rt = Runtime(
+            cfg, self.clock, self.metrics, signer, self.store, observers=list(self.observers)
+        )
+        if self.healer_factory is not None:
+            self.healer = await self.healer_factory(self)
+
+    async def _close(self) -> None:
+        timeout = self.config.daemon.shutdown_timeout_seconds
+        if self.db is not None:
+            with anyio.move_on_after(timeout / 2) as scope:
+                await self.db.close()
+            if scope.cancelled_caught:
+                self.db.pool.terminate()
+        if self.embedded is not None and self.embedded.started_here:
+            await anyio.to_thread.run_sync(self.embedded.stop)
+            log.info("embedded_server_stopped")
+        self.notifier.close()
+
+    def stop(self) -> None:
+        """Begin a clean shutdown (what SIGTERM does)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.notifier.stopping()
+        log.info("daemon_stopping", msg="stopping: cancelling collection loops")
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    @property
+    def signer(self) -> Signer:
+        assert self.rt is not None
+        return self.rt.signer
+
+    # ------------------------------------------------------------------ tasks
+
+    async def _signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                else:
+                    log.info("signal_received", signal=signal.Signals(signum).name)
+                    self.stop()
+                    return
+
+    async def _serve_metrics(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        m = self.config.metrics
+        await serve_http(self.metrics, m.host, m.port, self.status, task_status=task_status)
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval
+        assert interval is not None
+        while True:
+            self.notifier.watchdog()
+            await anyio.sleep(interval)
+
+    async def _housekeeping(self) -> None:
+        assert self.store is not None
+        while True:
+            i = self.config.integrity
+            try:
+                cutoff = self.clock.now() - timedelta(days=i.sample_retention_days)
+                deleted = await self.store.prune_samples(cutoff, i.prune_batch_size)
+                if deleted:
+                    log.info("samples_pruned", deleted=deleted, older_than=cutoff.isoformat())
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("housekeeping_failed", error=str(exc))
+            await self.clock.sleep(HOUSEKEEPING_SECONDS)
+
+    # ------------------------------------------------------------------ collection loops
+
+    def _start_loop(self, collection: CollectionConfig) -> None:
+        assert self._tg is not None and self.rt is not None and self.db is not None
+        monitor = CollectionMonitor(
+            self.rt,
+            collection,
+            self.collection_ids[collection.name],
+            Sampler(self.db, collection),
+            self.healer,
+        )
+        scope = anyio.CancelScope()
+        self.loops[collection.name] = _Loop(collection, monitor, scope)
+
+        async def loop() -> None:
+            with scope:
+                log.info(
+                    "collection_loop_started", collection=collection.name, table=collection.table
+                )
+                await monitor.run()
+
+        self._tg.start_soon(loop, name=f"collection:{collection.name}")
+
+    def _stop_loop(self, name: str) -> None:
+        loop = self.loops.pop(name, None)
+        if loop is not None:
+            loop.scope.cancel()
+            self.metrics.forget_collection(name)
+            log.info("collection_loop_stopped", collection=name)
+
+    # ------------------------------------------------------------------ reload
+
+    async def reload(self) -> bool:
+        """Re-read the config file; keep running on the old config when the new one is bad."""
+        if self.config_path is None:
+            log.warning("config_reload_skipped", reason="no config file (started without -c)")
+            return False
+        self.notifier.reloading()
+        try:
+            new = await anyio.to_thread.run_sync(load_config, self.config_path)
+        except ConfigError as exc:
+            self.metrics.reloads.labels("error").inc()
+            line = f"kept the running config; {len(exc.problems)} problem(s) in the new file"
+            log.error(
+                "config_reload_failed", path=str(self.config_path), errors=exc.problems, msg=line
+            )
+            self.notifier.ready(self._status_line())
+            return False
+        old = self.config
+        if new.database != old.database:
+            log.warning(
+                "config_restart_required",
+                section="database",
+                msg="database settings change only on restart",
+            )
+        self.config = new
+        setup_logging(new.logging.level, new.logging.format)
+        assert self.rt is not None and self.store is not None
+        self.rt.config = new
+        self.collection_ids = await self.store.sync_collections(new)
+        wanted = {c.name: c for c in new.collections}
+        for name in list(self.loops):
+            if name not in wanted or wanted[name] != self.loops[name].collection:
+                self._stop_loop(name)
+        for name, c in wanted.items():
+            if name not in self.loops:
+                self._start_loop(c)
+        self.metrics.reloads.labels("ok").inc()
+        status = self._status_line()
+        log.info("config_reloaded", msg=status)
+        self.notifier.ready(status)
+        return True
+
+    # ------------------------------------------------------------------ status
+
+    def _status_line(self) -> str:
+        n = len(self.config.collections)
+        return f"monitoring {n} collection{'s' if n != 1 else ''}"
+
+    def status(self) -> dict[str, Any]:
+        decisions = self.rt.decisions if self.rt is not None else {}
+        collections = {}
+        for name, loop in self.loops.items():
+            last = loop.monitor.last
+            collections[name] = {
+                "state": loop.monitor.tracker.state.value,
+                "lambda_cut": None if last is None else round(last.lambda_cut, 6),
+                "error": loop.monitor.failing,
+                "decision": decisions.get(name),
+            }
+        return {
+            "version": __version__,
+            "node": self.config.daemon.node_name,
+            "pid": os.getpid(),
+            "database": self.db.target if self.db else None,
+            "collections": collections,
+        }
+
+
+def _logged(
+    name: str, task: Callable[[], Awaitable[None]]
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A background task whose crash is logged, never lost, and does not stop the daemon."""
+
+    async def run() -> None:
+        while True:
+            try:
+                await task()
+                return
+            except Exception:
+                log.exception(
+                    "background_task_crashed", task=name, msg=f"{name} crashed; restarting in 5 s"
+                )
+                await anyio.sleep(5)
+
+    return run
+
+
+async def build_healer(daemon: Daemon) -> Healer | None:
+    """The remediation engine, wired to this daemon's Postgres, clock, metrics and signer."""
+    from ruvectord.healing.engine import RemediationEngine
+    from ruvectord.healing.journal import recover
+    from ruvectord.healing.strategies import builtin_registry
+    from ruvectord.healing.strategies.throttle_ingestion import ensure_guard
+    from ruvectord.postgres.actions import HealingStore
+    from ruvectord.postgres.leader import ActorLock
+
+    db, store, rt = daemon.db, daemon.store, daemon.rt
+    assert db is not None and store is not None and rt is not None
+    journal = HealingStore(db)
+    registry = builtin_registry()
+    audit = audit_writer(rt.signer, store, daemon.clock)
+
+    async def took_over() -> None:
+        cfg = daemon.config
+        done = await recover(journal, registry, db, cfg.healing, audit, daemon.clock.now())
+        if done:
+            log.warning("previous_actions_recovered", actions=done)
+        if not cfg.healing.throttle.install_trigger:
+            return
+        for c in cfg.collections:
+            loop = daemon.loops.get(c.name)
+            if loop is not None and loop.monitor.tracker.state.degraded:
+                continue  # no DDL on a table that is already in trouble
+            try:
+                state = await ensure_guard(
+                    db, c.table, daemon.collection_ids[c.name], lock_timeout_ms=1000
+                )
+            except (asyncpg.PostgresError, OSError) as exc:
+                state = f"not installed: {exc}"
+            log.info("throttle_guard_checked", collection=c.name, guard=state)
+
+    actor = ActorLock(db, daemon.metrics, on_acquired=took_over)
+    engine = RemediationEngine(
+        config=lambda: daemon.config,
+        registry=registry,
+        journal=journal,
+        sql=db,
+        clock=daemon.clock,
+        metrics=daemon.metrics,
+        actor=actor,
+        audit=audit,
+        node=daemon.config.daemon.node_name,
+    )
+    await engine.load_weights()
+    daemon.background.append(("actor-lock", actor.run))
+    daemon.actor = actor
+    return engine
+
+
+def audit_writer(signer: Signer, store: Store, clock: Clock) -> Callable[..., Awaitable[None]]:
+    """Every healing step becomes a signed event in ruvector.integrity_events."""
+
+    async def audit(**fields: Any) -> None:
+        event_type = fields.pop("event_type", "audit")
+        collection = str(fields.pop("collection"))
+        metadata = {k: v for k, v in fields.items() if v is not None}
+        await store.record_event(
+            signed_event(
+                signer,
+                collection=collection,
+                event_type=event_type,
+                previous_state=None,
+                new_state=None,
+                lambda_cut=None,
+                lambda2=None,
+                witness_edges=[],
+                metadata=metadata,
+                created_at=clock.now(),
+            )
+        )
+
+    return audit

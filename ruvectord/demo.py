@@ -1,0 +1,293 @@
+"""`ruvectord demo`: the whole loop on a real embedded PostgreSQL, narrated.
+
+A partitioned pgvector collection gets a steady workload, then a burst of writes on one
+partition. The terminal shows lambda_cut and the state at every sample, the witness edges
+when the state changes, and every healing step: classification, throttle_ingestion,
+verification (or rollback), the throttle lifted once integrity is normal again, and the
+effectiveness report. `--json` prints the same timeline as JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import asyncpg
+
+from ruvectord.config import Config
+from ruvectord.embedded import EmbeddedPostgres
+from ruvectord.integrity.monitor import Cycle
+from ruvectord.logs import setup_logging
+from ruvectord.scenarios.collection import CollectionSpec, create_collection
+from ruvectord.scenarios.workload import Workload
+from ruvectord.systemd import Notifier
+
+HOT_SHARD = 3
+
+
+@dataclass
+class Timeline:
+    json_lines: bool
+    started: float = field(default_factory=time.monotonic)
+    samples: int = 0
+    states: list[str] = field(default_factory=list)
+    decisions: list[str] = field(default_factory=list)
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    def t(self) -> float:
+        return round(time.monotonic() - self.started, 1)
+
+    def emit(self, kind: str, text: str, **data: Any) -> None:
+        if self.json_lines:
+            print(json.dumps({"t": self.t(), "type": kind, "text": text, **data}, default=str))
+        else:
+            print(text)
+        sys.stdout.flush()
+
+    def say(self, text: str) -> None:
+        self.emit("step", f"· {text}")
+
+    def phase(self, text: str) -> None:
+        self.emit("phase", f"── {text}")
+
+    def on_cycle(self, cycle: Cycle, line: str) -> None:
+        self.samples += 1
+        state = cycle.state.value
+        self.states.append(state)
+        healing = line.split("; ", 1)[1] if "; " in line else ""
+        shown = state.upper() if cycle.step.changed or state != "normal" else state
+        text = f"  t={self.t():6.1f}s  λ {cycle.lambda_cut:.3f}  {shown:<8}  {cycle.step.reason}"
+        self.emit(
+            "sample",
+            text,
+            lambda_cut=round(cycle.lambda_cut, 4),
+            state=state,
+            lambda2=cycle.result.lambda2,
+            reason=cycle.step.reason,
+        )
+        if cycle.step.changed and cycle.state.degraded:
+            witness = cycle.result.witness_edges
+            self.emit(
+                "state_change",
+                f"        {cycle.step.previous.value} -> {state}; witness edges (the weakest cut):",
+                previous=cycle.step.previous.value,
+                state=state,
+                witness_edges=witness,
+            )
+            if not self.json_lines:
+                for w in witness[:8]:
+                    print(
+                        f"          {w['kind']:<15} {w['source']['name']} -> "
+                        f"{w['target']['name']:<18} capacity {w['capacity']:.2f}  {w['reason']}"
+                    )
+        elif cycle.step.changed:
+            self.emit(
+                "state_change",
+                f"        {cycle.step.previous.value} -> {state}",
+                previous=cycle.step.previous.value,
+                state=state,
+                witness_edges=[],
+            )
+        for part in healing.split("; "):
+            if (
+                any(
+                    k in part
+                    for k in (
+                        "action",
+                        "deferred",
+                        "cooldown",
+                        "lifted",
+                        "stopped",
+                        "strategy",
+                        "attempts",
+                        "recovering",
+                    )
+                )
+                and "weakest cut" not in part
+            ):
+                self.decisions.append(part)
+                self.emit("healing", f"        healing: {part}", decision=part)
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    async def wait(self, until: Callable[[], bool], limit: float) -> bool:
+        with anyio.move_on_after(limit):
+            while not until():
+                await self.changed.wait()
+            return True
+        return False
+
+
+def demo_config(dsn: str, state_dir: Path, interval: float) -> Config:
+    return Config.model_validate(
+        {
+            "database": {"dsn": dsn, "connect_retries": 2},
+            "daemon": {
+                "state_directory": str(state_dir),
+                "node_name": "demo",
+                "shutdown_timeout_seconds": 10,
+            },
+            "metrics": {"enabled": False},
+            "logging": {"format": "json", "level": "info"},
+            "integrity": {
+                "sample_interval_seconds": interval,
+                "degrade_samples": 3,
+                "critical_samples": 3,
+                "recovery_hold_seconds": 3 * interval,
+                "cooldown_seconds": 2 * interval,
+                "budgets": {"max_queue": 16, "hot_ops_per_second": 200},
+            },
+            "healing": {
+                "min_healing_interval_seconds": 12 * interval,
+                "settle_seconds": 3 * interval,
+                "max_attempts_per_window": 5,
+                "attempt_window_seconds": 600,
+                "throttle": {"retry_after_seconds": 2},
+            },
+            "collections": [
+                {"name": "items", "table": "public.items", "vector_column": "embedding"}
+            ],
+        }
+    )
+
+
+def run_demo(*, json_lines: bool = False, data_dir: Path | None = None, fast: bool = False) -> int:
+    return anyio.run(_demo, json_lines, data_dir, fast)
+
+
+async def _demo(json_lines: bool, data_dir: Path | None, fast: bool) -> int:
+    from ruvectord.daemon import Daemon, build_healer
+
+    out = Timeline(json_lines)
+    interval = 1.0 if fast else 2.0
+    root = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="ruvectord-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    log_path = root / "ruvectord.log"
+    out.emit("start", "ruvectord demo: the self-healing loop on a real PostgreSQL, end to end")
+    server = EmbeddedPostgres(root / "pgdata")
+    out.say(f"starting an embedded PostgreSQL 18 with pgvector in {server.data_dir}")
+    dsn = await anyio.to_thread.run_sync(server.start)
+    log_file = log_path.open("a")
+    try:
+        spec = CollectionSpec(partitions=8, rows_per_partition=200)
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            vector = await create_collection(conn, spec)
+        finally:
+            await conn.close()
+        out.say(
+            f"created public.items: {spec.partitions} partitions (LIST on shard), "
+            + ("an HNSW index on each, " if vector else "no pgvector here, so real[] vectors, ")
+            + f"{spec.partitions * spec.rows_per_partition} vectors"
+        )
+        config = demo_config(dsn, root / "state", interval)
+        setup_logging("info", "json", stream=log_file)
+        daemon = Daemon(
+            config,
+            dsn=dsn,
+            healer_factory=build_healer,
+            notifier=Notifier(None),
+            observers=[out.on_cycle],
+        )
+        work = Workload(dsn, spec, vector=vector)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(daemon.run)
+            with anyio.fail_after(60):
+                await daemon.ready.wait()
+            out.say(
+                f"daemon started: a sample every {interval:g} s, thresholds 0.8 / 0.3, "
+                f"stress after 3 low samples; its JSON log is {log_path}"
+            )
+            ok = await _scenario(out, work, spec, interval)
+            await _report(out, daemon, work)
+            daemon.stop()
+        out.say("stopped the daemon")
+        return 0 if ok else 1
+    finally:
+        log_file.close()
+        if data_dir is None:
+            await anyio.to_thread.run_sync(server.destroy)
+            shutil.rmtree(root, ignore_errors=True)
+            out.say("stopped and removed the embedded server; done")
+        else:
+            await anyio.to_thread.run_sync(server.stop)
+            out.say(f"stopped the embedded server; its data stays in {root}")
+
+
+async def _scenario(out: Timeline, work: Workload, spec: CollectionSpec, interval: float) -> bool:
+    shards = list(range(spec.partitions))
+    ok = True
+    async with anyio.create_task_group() as steady:
+        out.phase("phase 1: steady load - 4 writers over all partitions, 2 vector searchers")
+        for _ in range(4):
+            steady.start_soon(lambda: work.writer(shards, pause=0.02))
+        for _ in range(2):
+            steady.start_soon(work.reader, shards)
+        base = out.samples
+        await out.wait(lambda: out.samples >= base + 5, 30 * interval)
+
+        out.phase(f"phase 2: a burst of writes on items_p{HOT_SHARD} - 8 writers, 10 rows each")
+        async with anyio.create_task_group() as burst:
+            for _ in range(8):
+                burst.start_soon(lambda: work.writer([HOT_SHARD], rows_per_statement=10))
+            healed = await out.wait(
+                lambda: any("verified" in d or "rolled_back" in d for d in out.decisions),
+                40 * interval,
+            )
+            if not healed:
+                out.say("no healing outcome within the time allowed (see the log)")
+                ok = False
+            base = out.samples
+            await out.wait(lambda: out.samples >= base + 3, 10 * interval)
+            burst.cancel_scope.cancel()
+
+        out.phase("phase 3: the burst ends; integrity recovers and the throttle is lifted")
+        recovered = await out.wait(
+            lambda: out.states[-1:] == ["normal"] and any("lifted" in d for d in out.decisions),
+            40 * interval,
+        )
+        if not recovered:
+            out.say("integrity did not return to normal within the time allowed")
+            ok = False
+        steady.cancel_scope.cancel()
+    return ok and "stress" in out.states
+
+
+async def _report(out: Timeline, daemon: Any, work: Workload) -> None:
+    from ruvectord.healing.learning import effectiveness
+    from ruvectord.postgres.actions import HealingStore
+
+    store = HealingStore(daemon.db)
+    since = datetime.now(UTC) - timedelta(days=1)
+    report = effectiveness(await store.outcomes_since(since), await store.load_weights())
+    out.phase("effectiveness report")
+    for line in report.lines():
+        out.emit("report", f"  {line}")
+    c = work.counts
+    out.emit(
+        "workload",
+        f"· writers: {c.inserted} rows accepted, {c.throttled} statements throttled (RV429), "
+        f"{c.failed} failed; {c.searches} vector searches",
+        inserted=c.inserted,
+        throttled=c.throttled,
+        failed=c.failed,
+        searches=c.searches,
+    )
+    actions = await store.list_actions()
+    for a in reversed(actions):
+        out.emit(
+            "action",
+            f"· action {a['id']}: {a['strategy_name']} {a['status']}",
+            id=a["id"],
+            strategy=a["strategy_name"],
+            status=a["status"],
+        )

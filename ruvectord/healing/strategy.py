@@ -1,0 +1,135 @@
+"""The strategy contract, what a strategy is given and returns, and the registry that picks one.
+
+A strategy acts in three steps so that a crash can always be undone: `plan` reads the current
+state and returns the rollback data (journaled *before* anything changes), `execute` applies
+the change, `rollback` restores exactly what `plan` saw. Strategies reach the database only
+through the `Sql` protocol they are handed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ruvectord.config import HealingConfig
+from ruvectord.healing.problems import Problem, ProblemKind
+from ruvectord.integrity.hysteresis import State
+
+
+class Sql(Protocol):
+    """The slice of the database adapter a strategy may use (values always as parameters)."""
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]: ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any: ...
+
+    async def fetchval(self, sql: str, *args: Any) -> Any: ...
+
+    async def execute(self, sql: str, *args: Any, idempotent: bool = False) -> str: ...
+
+
+@dataclass
+class RemediationContext:
+    collection: str
+    collection_id: int
+    table: str  # schema-qualified
+    problem: Problem
+    state: State
+    initial_lambda: float
+    sql: Sql
+    settings: HealingConfig
+    params: dict[str, Any] = field(default_factory=dict)
+    rollback_data: dict[str, Any] = field(default_factory=dict)
+    action_id: int | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class RemediationResult:
+    success: bool
+    actions_taken: int = 0
+    improvement: float = 0.0  # the strategy's own estimate; the engine measures the real one
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, error: str, **metadata: Any) -> RemediationResult:
+        return cls(False, 0, 0.0, metadata, error)
+
+    @classmethod
+    def noop(cls, why: str) -> RemediationResult:
+        return cls(True, 0, 0.0, {"noop": why})
+
+
+class Strategy(Protocol):
+    name: str
+    handles: frozenset[ProblemKind]
+    impact: float  # 0..1, higher is more disruptive
+    estimated_duration: float  # seconds; the engine times out at twice this
+    reversible: bool
+    supports_dry_run: bool
+    # undone (by its own rollback) once the collection is back to normal: a throttle is a
+    # brake for the incident, not a new permanent limit
+    lift_on_recovery: bool
+
+    async def plan(self, ctx: RemediationContext) -> dict[str, Any]:
+        """Read what `rollback` will need; returns the rollback data. Changes nothing."""
+        ...
+
+    async def execute(self, ctx: RemediationContext) -> RemediationResult: ...
+
+    async def rollback(self, ctx: RemediationContext) -> None: ...
+
+
+@dataclass(frozen=True)
+class Selection:
+    strategy: Strategy | None
+    reason: str
+    candidates: tuple[str, ...] = ()
+
+
+class StrategyRegistry:
+    def __init__(self, strategies: Iterable[Strategy] = ()) -> None:
+        self._strategies: dict[str, Strategy] = {}
+        self.weights: dict[str, float] = {}
+        for s in strategies:
+            self.register(s)
+
+    def register(self, strategy: Strategy) -> None:
+        if strategy.name in self._strategies:
+            raise ValueError(f"strategy {strategy.name!r} is registered twice")
+        if not 0.0 <= strategy.impact <= 1.0:
+            raise ValueError(f"strategy {strategy.name!r}: impact {strategy.impact} not in 0..1")
+        self._strategies[strategy.name] = strategy
+
+    def get(self, name: str) -> Strategy | None:
+        return self._strategies.get(name)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._strategies)
+
+    def weight(self, name: str) -> float:
+        return self.weights.get(name, 1.0)
+
+    def select(self, problem: Problem, max_impact: float) -> Selection:
+        """Among strategies for the problem's class within the impact cap, the highest learned
+        weight wins (default 1.0); ties go to the lower impact, then the name."""
+        handling = [s for s in self._strategies.values() if problem.kind in s.handles]
+        if not handling:
+            return Selection(None, f"no strategy handles {problem.kind.value}")
+        allowed = [s for s in handling if s.impact <= max_impact]
+        if not allowed:
+            over = ", ".join(f"{s.name} ({s.impact:g})" for s in handling)
+            return Selection(
+                None,
+                f"every strategy for {problem.kind.value} exceeds impact {max_impact:g}: {over}",
+            )
+        allowed.sort(key=lambda s: (-self.weight(s.name), s.impact, s.name))
+        best = allowed[0]
+        return Selection(
+            best,
+            f"{best.name} (weight {self.weight(best.name):.2f}, impact {best.impact:g})",
+            tuple(s.name for s in allowed),
+        )

@@ -1,0 +1,333 @@
+"""The per-collection loop: sample -> graph -> lambda_cut -> state -> persist -> heal.
+
+The only impure module of the sensor: it drives the pure pieces and talks to the adapters it
+is given (a snapshot source, a store, a clock, metrics, a signer, a healer). Each cycle ends
+in one human line saying what was decided and why.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import anyio
+
+from ruvectord.audit import Signer
+from ruvectord.clock import Clock
+from ruvectord.config import CollectionConfig, Config
+from ruvectord.errors import CollectionError
+from ruvectord.integrity.evaluate import IntegrityResult, evaluate
+from ruvectord.integrity.graph import ContractedGraph, build
+from ruvectord.integrity.hysteresis import Policy, State, Step, Tracker, observe
+from ruvectord.integrity.snapshot import Snapshot, rates
+from ruvectord.logs import get_logger
+from ruvectord.metrics import STATE_VALUE, Metrics
+
+
+class SnapshotSource(Protocol):
+    async def sample(
+        self, taken_at: datetime, collection_id: int | None, *, host_memory: bool = True
+    ) -> Snapshot: ...
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    collection_id: int
+    sampled_at: datetime
+    lambda_cut: float
+    lambda_cut_raw: float
+    lambda2: float | None
+    state: str
+    tracker: Mapping[str, Any]
+    witness_edges: list[dict[str, Any]]
+    witness_indices: tuple[int, ...]
+    cut_side: list[int]
+    graph: ContractedGraph
+    sample_ms: float
+    computation_ms: float
+    decision: str
+    transitioned: bool
+
+
+class IntegrityStore(Protocol):
+    async def load_tracker(self, collection_id: int) -> Tracker | None: ...
+
+    async def record_sample(self, rec: SampleRecord, event: Mapping[str, Any] | None) -> None: ...
+
+    async def set_collection_status(self, collection_id: int, error: str | None) -> None: ...
+
+    async def set_decision(self, collection_id: int, decision: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """Everything one sample produced, handed to the healer."""
+
+    collection: CollectionConfig
+    collection_id: int
+    snapshot: Snapshot
+    result: IntegrityResult
+    step: Step
+
+    @property
+    def state(self) -> State:
+        return self.step.state
+
+    @property
+    def lambda_cut(self) -> float:
+        return self.result.lambda_cut
+
+
+class Healer(Protocol):
+    async def after_sample(self, cycle: Cycle, monitor: CollectionMonitor) -> str | None:
+        """React to a sample; return a short phrase of what healing decided, if anything."""
+        ...
+
+
+@dataclass
+class Runtime:
+    """What every collection loop shares: the context object passed instead of a dozen args."""
+
+    config: Config
+    clock: Clock
+    metrics: Metrics
+    signer: Signer
+    store: IntegrityStore
+    decisions: dict[str, str] = field(default_factory=dict)  # collection -> last human line
+    # called with every completed cycle and its human line (the demo's timeline uses it)
+    observers: list[Callable[[Cycle, str], None]] = field(default_factory=list)
+
+
+def policy_from(config: Config) -> Policy:
+    i = config.integrity
+    return Policy(
+        threshold_high=i.threshold_high,
+        threshold_low=i.threshold_low,
+        degrade_samples=i.degrade_samples,
+        critical_samples=i.critical_samples,
+        recovery_offset=i.recovery_offset,
+        recovery_hold_seconds=i.recovery_hold_seconds,
+        cooldown_seconds=i.cooldown_seconds,
+    )
+
+
+def signed_event(signer: Signer, **fields: Any) -> dict[str, Any]:
+    event = {"signer_id": signer.id, **fields}
+    event["signature"] = signer.sign(event)
+    return event
+
+
+class CollectionMonitor:
+    def __init__(
+        self,
+        rt: Runtime,
+        collection: CollectionConfig,
+        collection_id: int,
+        source: SnapshotSource,
+        healer: Healer | None = None,
+    ) -> None:
+        self.rt = rt
+        self.collection = collection
+        self.collection_id = collection_id
+        self.source = source
+        self.healer = healer
+        self.tracker = Tracker()
+        self.previous: Snapshot | None = None
+        self.last: Cycle | None = None
+        self.failing: str | None = None
+        self.log = get_logger("ruvectord.monitor", collection=collection.name)
+
+    @property
+    def name(self) -> str:
+        return self.collection.name
+
+    async def restore(self) -> None:
+        """Pick up the persisted state, so a restart neither forgets nor repeats a transition."""
+        saved = await self.rt.store.load_tracker(self.collection_id)
+        if saved is not None:
+            self.tracker = saved
+            self.log.info("state_restored", state=saved.state.value, streak=saved.low_streak)
+
+    async def run(self) -> None:
+        await self.restore()
+        while True:
+            started = self.rt.clock.monotonic()
+            await self.cycle_safely()
+            interval = self.rt.config.integrity.sample_interval_seconds
+            await self.rt.clock.sleep(max(0.0, interval - (self.rt.clock.monotonic() - started)))
+
+    async def cycle_safely(self) -> Cycle | None:
+        """One cycle; a failure fails this sample only, never the loop or the daemon."""
+        try:
+            return await self.cycle()
+        except CollectionError as exc:
+            self._failed("collection", exc.reason, exc)
+        except TimeoutError as exc:
+            self._failed("timeout", "sampling timed out", exc)
+        except Exception as exc:
+            self._failed(_reason(exc), f"{type(exc).__name__}: {exc}", exc)
+        if self.failing is not None:
+            try:
+                await self.rt.store.set_collection_status(self.collection_id, self.failing)
+            except Exception as exc:
+                self.log.warning("collection_status_not_saved", error=str(exc))
+        return None
+
+    def _failed(self, reason: str, detail: str, exc: BaseException) -> None:
+        self.rt.metrics.sample_errors.labels(self.name, reason).inc()
+        line = f"{self.name}: sample failed ({detail}); keeping state {self.tracker.state}"
+        self.rt.decisions[self.name] = line
+        # warn when the problem appears or changes, not at every interval while it lasts
+        emit = self.log.warning if detail != self.failing else self.log.debug
+        emit(
+            "sample_failed",
+            reason=reason,
+            error=detail,
+            msg=line,
+            exc_info=reason not in ("collection", "timeout", "database"),
+        )
+        self.failing = detail
+
+    async def measure(self) -> IntegrityResult:
+        """A fresh reading for verification; it does not feed the state machine."""
+        snapshot = await self.source.sample(
+            self.rt.clock.now(), self.collection_id, host_memory=False
+        )
+        graph = build(
+            snapshot, rates(self.previous, snapshot), self.rt.config.budgets_for(self.collection)
+        )
+        return await self._evaluate(graph)
+
+    async def _evaluate(self, graph: ContractedGraph) -> IntegrityResult:
+        i = self.rt.config.integrity
+        return await anyio.to_thread.run_sync(
+            lambda: evaluate(graph, lambda2=i.lambda2_enabled, dense_limit=i.lambda2_dense_limit)
+        )
+
+    async def cycle(self) -> Cycle:
+        rt, cfg = self.rt, self.rt.config
+        # durations are measurements, so real time; decisions use the injected clock
+        t0 = time.perf_counter()
+        now = rt.clock.now()
+        with anyio.fail_after(max(cfg.database.statement_timeout_seconds * 3, 5.0)):
+            snapshot = await self.source.sample(now, self.collection_id)
+        sample_ms = (time.perf_counter() - t0) * 1000
+        graph = build(snapshot, rates(self.previous, snapshot), cfg.budgets_for(self.collection))
+        result = await self._evaluate(graph)
+        step = observe(self.tracker, result.lambda_cut, now, policy_from(cfg))
+        cycle = Cycle(self.collection, self.collection_id, snapshot, result, step)
+
+        sensor_line = self._sensor_line(cycle)
+        event = None
+        if step.changed:
+            event = signed_event(
+                rt.signer,
+                collection=self.name,
+                event_type="state_change",
+                previous_state=step.previous.value,
+                new_state=step.state.value,
+                lambda_cut=_finite(result.lambda_cut),
+                lambda2=_finite(result.lambda2),
+                witness_edges=result.witness_edges,
+                metadata={
+                    "reason": step.reason,
+                    "lambda_cut_raw": _finite(result.cut.raw),
+                    "witness_summary": result.summary(),
+                    "nodes": len(graph.nodes),
+                    "edges": len(graph.edges),
+                },
+                created_at=now,
+            )
+        await rt.store.record_sample(
+            SampleRecord(
+                collection_id=self.collection_id,
+                sampled_at=now,
+                lambda_cut=result.lambda_cut,
+                lambda_cut_raw=result.cut.raw,
+                lambda2=result.lambda2,
+                state=step.state.value,
+                tracker=step.tracker.to_json(),
+                witness_edges=result.witness_edges,
+                witness_indices=result.witness_indices,
+                cut_side=result.cut_side,
+                graph=graph,
+                sample_ms=sample_ms,
+                computation_ms=result.computation_ms,
+                decision=sensor_line,
+                transitioned=step.changed,
+            ),
+            event,
+        )
+        # only now is the new state durable; a crash before this line repeats the sample
+        self.tracker = step.tracker
+        self.previous = snapshot
+        self.last = cycle
+        if self.failing is not None:
+            self.failing = None
+            await rt.store.set_collection_status(self.collection_id, None)
+        self._export(cycle, time.perf_counter() - t0)
+        if step.changed:
+            rt.metrics.transitions.labels(self.name, step.previous.value, step.state.value).inc()
+            self.log.warning(
+                "state_changed",
+                previous=step.previous.value,
+                state=step.state.value,
+                lambda_cut=round(result.lambda_cut, 4),
+                reason=step.reason,
+                witness=result.witness_edges,
+            )
+
+        healing = None
+        if self.healer is not None:
+            healing = await self.healer.after_sample(cycle, self)
+        line = sensor_line + (f"; {healing}" if healing else "")
+        rt.decisions[self.name] = line
+        for observe_cycle in rt.observers:
+            observe_cycle(cycle, line)
+        if healing:
+            await rt.store.set_decision(self.collection_id, line)
+        self.log.info(
+            "cycle_decided",
+            state=step.state.value,
+            lambda_cut=round(result.lambda_cut, 4),
+            lambda2=None if result.lambda2 is None else round(result.lambda2, 4),
+            witness_count=len(result.witness_indices),
+            sample_ms=round(sample_ms, 1),
+            computation_ms=round(result.computation_ms, 1),
+            msg=line,
+        )
+        return cycle
+
+    def _sensor_line(self, c: Cycle) -> str:
+        state = c.step.state.value
+        if c.step.changed:
+            state = f"{c.step.previous.value} -> {state}"
+        line = f"{self.name}: {state}, {c.step.reason}"
+        if c.step.state.degraded or c.step.changed or c.result.lambda_cut < 1.0:
+            line += f"; weakest cut: {c.result.summary()}"
+        return line
+
+    def _export(self, c: Cycle, seconds: float) -> None:
+        m = self.rt.metrics
+        m.lambda_cut.labels(self.name).set(c.result.lambda_cut)
+        m.lambda_cut_raw.labels(self.name).set(c.result.cut.raw)
+        if c.result.lambda2 is not None:
+            m.lambda2.labels(self.name).set(c.result.lambda2)
+        m.state.labels(self.name).set(STATE_VALUE[c.step.state.value])
+        m.witness_edges.labels(self.name).set(len(c.result.witness_indices))
+        m.sample_duration.labels(self.name).observe(seconds)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _reason(exc: BaseException) -> str:
+    name = type(exc).__module__
+    if name.startswith("asyncpg") or "Database" in type(exc).__name__:
+        return "database"
+    return "internal"

@@ -1,0 +1,292 @@
+"""Reads and writes of the ruvector.* tables that the integrity monitor owns.
+
+All values travel as query parameters; identifiers never come from user input here (the table
+names are ours). One sample is persisted in one transaction: the sample row, the state, the
+latest contracted graph and, on a state change, the signed event -- so a reader never sees a
+state without the sample that caused it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from ruvectord.audit import Signer
+from ruvectord.config import CollectionConfig, Config
+from ruvectord.integrity.hysteresis import Tracker
+from ruvectord.integrity.monitor import SampleRecord
+from ruvectord.postgres.pool import Database
+
+
+class Store:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ------------------------------------------------------------------ collections
+
+    async def sync_collections(self, config: Config) -> dict[str, int]:
+        """Mirror the configured collections; returns name -> id."""
+        ids: dict[str, int] = {}
+        async with self.db.transaction() as conn:
+            for c in config.collections:
+                ids[c.name] = await self._upsert_collection(conn, c, config)
+            await conn.execute(
+                "UPDATE ruvector.collections SET configured = false, updated_at = now() "
+                "WHERE configured AND NOT (name = ANY($1::text[]))",
+                list(ids),
+            )
+        return ids
+
+    async def _upsert_collection(
+        self, conn: asyncpg.Connection, c: CollectionConfig, config: Config
+    ) -> int:
+        cid: int = await conn.fetchval(
+            """
+            INSERT INTO ruvector.collections
+                   (name, table_schema, table_name, vector_column, tenant_column, budgets)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            ON CONFLICT (name) DO UPDATE SET
+                table_schema = EXCLUDED.table_schema, table_name = EXCLUDED.table_name,
+                vector_column = EXCLUDED.vector_column, tenant_column = EXCLUDED.tenant_column,
+                budgets = EXCLUDED.budgets, configured = true, updated_at = now()
+            RETURNING id
+            """,
+            c.name,
+            c.schema_name,
+            c.table_name,
+            c.vector_column,
+            c.tenant_column,
+            config.budgets_for(c).model_dump(),
+        )
+        i = config.integrity
+        await conn.execute(
+            """
+            INSERT INTO ruvector.integrity_policies AS p
+                   (collection_id, threshold_high, threshold_low, degrade_samples,
+                    critical_samples, recovery_offset, recovery_hold_seconds, cooldown_seconds,
+                    sample_interval_seconds)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            ON CONFLICT (collection_id) DO UPDATE SET
+                threshold_high = EXCLUDED.threshold_high, threshold_low = EXCLUDED.threshold_low,
+                degrade_samples = EXCLUDED.degrade_samples,
+                critical_samples = EXCLUDED.critical_samples,
+                recovery_offset = EXCLUDED.recovery_offset,
+                recovery_hold_seconds = EXCLUDED.recovery_hold_seconds,
+                cooldown_seconds = EXCLUDED.cooldown_seconds,
+                sample_interval_seconds = EXCLUDED.sample_interval_seconds,
+                updated_at = now()
+            """,
+            cid,
+            i.threshold_high,
+            i.threshold_low,
+            i.degrade_samples,
+            i.critical_samples,
+            i.recovery_offset,
+            i.recovery_hold_seconds,
+            i.cooldown_seconds,
+            i.sample_interval_seconds,
+        )
+        return cid
+
+    async def set_collection_status(self, collection_id: int, error: str | None) -> None:
+        await self.db.execute(
+            "UPDATE ruvector.collections SET status = $2, status_detail = $3, updated_at = now() "
+            "WHERE id = $1 AND (status, coalesce(status_detail, '')) "
+            "IS DISTINCT FROM ($2, coalesce($3, ''))",
+            collection_id,
+            "error" if error else "ok",
+            error,
+            idempotent=True,
+        )
+
+    # ------------------------------------------------------------------ state
+
+    async def set_decision(self, collection_id: int, decision: str) -> None:
+        await self.db.execute(
+            "UPDATE ruvector.integrity_state SET decision = $2 WHERE collection_id = $1",
+            collection_id,
+            decision,
+            idempotent=True,
+        )
+
+    async def load_tracker(self, collection_id: int) -> Tracker | None:
+        raw = await self.db.fetchval(
+            "SELECT tracker FROM ruvector.integrity_state WHERE collection_id = $1", collection_id
+        )
+        if not raw:
+            return None
+        return Tracker.from_json(raw)
+
+    async def record_sample(self, rec: SampleRecord, event: Mapping[str, Any] | None) -> None:
+        edges = rec.graph.edges
+        witness = set(rec.witness_indices)
+        nodes = [
+            {"index": n.index, "kind": n.kind.value, "id": n.id, "name": n.name, "attrs": n.attrs}
+            for n in rec.graph.nodes
+        ]
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                """
+                INSERT INTO ruvector.integrity_samples
+                       (collection_id, sampled_at, lambda_cut, lambda_cut_raw, lambda2, state,
+                        node_count, edge_count, witness_count, sample_ms, computation_ms)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                """,
+                rec.collection_id,
+                rec.sampled_at,
+                rec.lambda_cut,
+                rec.lambda_cut_raw,
+                rec.lambda2,
+                rec.state,
+                len(rec.graph.nodes),
+                len(edges),
+                len(witness),
+                rec.sample_ms,
+                rec.computation_ms,
+            )
+            await conn.execute(
+                """
+                INSERT INTO ruvector.integrity_state AS s
+                       (collection_id, state, lambda_cut, lambda_cut_raw, lambda2, tracker,
+                        witness_edges, decision, last_sample_at, last_transition_at, updated_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+                        CASE WHEN $10::boolean THEN $9::timestamptz END, now())
+                ON CONFLICT (collection_id) DO UPDATE SET
+                    state = EXCLUDED.state, lambda_cut = EXCLUDED.lambda_cut,
+                    lambda_cut_raw = EXCLUDED.lambda_cut_raw, lambda2 = EXCLUDED.lambda2,
+                    tracker = EXCLUDED.tracker, witness_edges = EXCLUDED.witness_edges,
+                    decision = EXCLUDED.decision, last_sample_at = EXCLUDED.last_sample_at,
+                    last_transition_at = coalesce(EXCLUDED.last_transition_at,
+                                                  s.last_transition_at),
+                    updated_at = now()
+                """,
+                rec.collection_id,
+                rec.state,
+                rec.lambda_cut,
+                rec.lambda_cut_raw,
+                rec.lambda2,
+                dict(rec.tracker),
+                rec.witness_edges,
+                rec.decision,
+                rec.sampled_at,
+                rec.transitioned,
+            )
+            await conn.execute(
+                """
+                INSERT INTO ruvector.contracted_graph AS g
+                       (collection_id, sampled_at, lambda_cut, lambda_cut_raw, lambda2, nodes,
+                        cut_side)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (collection_id) DO UPDATE SET
+                    sampled_at = EXCLUDED.sampled_at, lambda_cut = EXCLUDED.lambda_cut,
+                    lambda_cut_raw = EXCLUDED.lambda_cut_raw, lambda2 = EXCLUDED.lambda2,
+                    nodes = EXCLUDED.nodes, cut_side = EXCLUDED.cut_side
+                """,
+                rec.collection_id,
+                rec.sampled_at,
+                rec.lambda_cut,
+                rec.lambda_cut_raw,
+                rec.lambda2,
+                nodes,
+                rec.cut_side,
+            )
+            await conn.execute(
+                "DELETE FROM ruvector.contracted_edges WHERE collection_id = $1", rec.collection_id
+            )
+            await conn.copy_records_to_table(
+                "contracted_edges",
+                schema_name="ruvector",
+                columns=[
+                    "collection_id",
+                    "edge_index",
+                    "kind",
+                    "source",
+                    "target",
+                    "capacity",
+                    "weight",
+                    "flow",
+                    "witness",
+                    "reason",
+                ],
+                records=[
+                    (
+                        rec.collection_id,
+                        e.index,
+                        e.kind.value,
+                        e.source,
+                        e.target,
+                        e.capacity,
+                        e.weight,
+                        e.flow,
+                        e.index in witness,
+                        e.reason,
+                    )
+                    for e in edges
+                ],
+            )
+            if event is not None:
+                await insert_event(conn, event)
+
+    # ------------------------------------------------------------------ events, keys
+
+    async def register_key(self, signer: Signer, description: str) -> None:
+        await self.db.execute(
+            "INSERT INTO ruvector.signing_keys (id, public_key, description) VALUES ($1, $2, $3) "
+            "ON CONFLICT (id) DO NOTHING",
+            signer.id,
+            signer.public_bytes,
+            description,
+            idempotent=True,
+        )
+
+    async def record_event(self, event: Mapping[str, Any]) -> None:
+        async with self.db.acquire() as conn:
+            await insert_event(conn, event)
+
+    # ------------------------------------------------------------------ retention
+
+    async def prune_samples(self, older_than: datetime, batch: int) -> int:
+        """Delete samples older than `older_than` in batches; returns rows deleted."""
+        total = 0
+        while True:
+            status = await self.db.execute(
+                """
+                DELETE FROM ruvector.integrity_samples
+                 WHERE id IN (SELECT id FROM ruvector.integrity_samples
+                               WHERE sampled_at < $1 ORDER BY sampled_at LIMIT $2)
+                """,
+                older_than,
+                batch,
+                idempotent=True,
+            )
+            deleted = int(status.split()[-1])
+            total += deleted
+            if deleted < batch:
+                return total
+
+
+async def insert_event(conn: asyncpg.Connection, event: Mapping[str, Any]) -> int:
+    event_id: int = await conn.fetchval(
+        """
+        INSERT INTO ruvector.integrity_events
+               (collection, event_type, previous_state, new_state, lambda_cut, lambda2,
+                witness_edges, metadata, signature, signer_id, created_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        RETURNING id
+        """,
+        event["collection"],
+        event["event_type"],
+        event.get("previous_state"),
+        event.get("new_state"),
+        event.get("lambda_cut"),
+        event.get("lambda2"),
+        event.get("witness_edges") or [],
+        event.get("metadata") or {},
+        event["signature"],
+        event["signer_id"],
+        event["created_at"],
+    )
+    return event_id

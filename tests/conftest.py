@@ -1,0 +1,189 @@
+"""Test servers and databases.
+
+By default the suite runs against an embedded PostgreSQL 18 with pgvector, started once per
+session in a temporary directory. With RUVECTORD_TEST_DSN it runs against that server instead
+(CI does both: embedded, then the machine's PostgreSQL 15). Every test that touches a database
+gets a database of its own, created from a migrated template, so tests never leak into each
+other. Tests marked `pgvector` skip, saying why, only where the server lacks the extension.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import asyncpg
+import pytest
+from blockbuster import BlockBuster, blockbuster_ctx
+
+from ruvectord.config import DatabaseConfig
+from ruvectord.embedded import EmbeddedPostgres
+from ruvectord.postgres.migrations import migrate
+from ruvectord.postgres.pool import ConnectOptions, Database
+
+TEMPLATE = "ruvectord_test_template"
+
+
+@dataclass
+class TestServer:
+    admin_dsn: str  # a DSN to the server's maintenance database
+    version: int
+    has_pgvector: bool
+    embedded: EmbeddedPostgres | None
+    label: str
+
+    def dsn(self, database: str) -> str:
+        parts = urlsplit(self.admin_dsn)
+        return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def _probe(dsn: str) -> tuple[int, bool]:
+    async def go() -> tuple[int, bool]:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            version = await conn.fetchval("SELECT current_setting('server_version_num')::int")
+            has_vector = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector')"
+            )
+            return version, bool(has_vector)
+        finally:
+            await conn.close()
+
+    return anyio.run(go)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServer]:
+    external = os.environ.get("RUVECTORD_TEST_DSN")
+    if external:
+        version, has_vector = _probe(external)
+        yield TestServer(
+            external, version, has_vector, None, f"RUVECTORD_TEST_DSN server {version}"
+        )
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded") / "pgdata")
+    dsn = server.start()
+    try:
+        version, has_vector = _probe(dsn)
+        yield TestServer(dsn, version, has_vector, server, f"embedded PostgreSQL {version}")
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(autouse=True)
+def _pgvector_gate(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("pgvector") is None:
+        return
+    server: TestServer = request.getfixturevalue("pg_server")
+    if not server.has_pgvector:
+        pytest.skip(f"needs pgvector, which the test server ({server.label}) does not have")
+
+
+async def _admin(server: TestServer) -> asyncpg.Connection:
+    return await asyncpg.connect(server.admin_dsn, timeout=10)
+
+
+def _create_db_sql(server: TestServer, name: str, template: str | None) -> str:
+    sql = f'CREATE DATABASE "{name}"'
+    if template:
+        sql += f' TEMPLATE "{template}"'
+    if server.version >= 150000:
+        sql += " STRATEGY = FILE_COPY"  # much faster than WAL_LOG for small databases
+    return sql
+
+
+async def _drop_db(conn: asyncpg.Connection, server: TestServer, name: str) -> None:
+    force = " WITH (FORCE)" if server.version >= 130000 else ""
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}"{force}')
+
+
+@pytest.fixture(scope="session")
+async def migrated_template(pg_server: TestServer) -> AsyncIterator[str]:
+    """A database with the schema (and pgvector, where available) to clone per test."""
+    name = f"{TEMPLATE}_{uuid.uuid4().hex[:8]}"
+    conn = await _admin(pg_server)
+    try:
+        await conn.execute(_create_db_sql(pg_server, name, None))
+    finally:
+        await conn.close()
+    db = await Database.connect(options(pg_server.dsn(name)))
+    try:
+        await migrate(db)
+        if pg_server.has_pgvector:
+            await db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    finally:
+        await db.close()
+    yield name
+    conn = await _admin(pg_server)
+    try:
+        await _drop_db(conn, pg_server, name)
+    finally:
+        await conn.close()
+
+
+def options(dsn: str, **overrides: Any) -> ConnectOptions:
+    cfg = DatabaseConfig(dsn=dsn, connect_retries=1, statement_timeout_seconds=10, **overrides)
+    return ConnectOptions.from_config(cfg)
+
+
+async def _new_database(pg_server: TestServer, template: str | None) -> str:
+    name = f"rvt_{uuid.uuid4().hex[:12]}"
+    conn = await _admin(pg_server)
+    try:
+        await conn.execute(_create_db_sql(pg_server, name, template))
+    finally:
+        await conn.close()
+    return name
+
+
+@pytest.fixture
+async def empty_dsn(pg_server: TestServer) -> AsyncIterator[str]:
+    """A DSN to a new, empty database (no ruvector schema)."""
+    name = await _new_database(pg_server, None)
+    yield pg_server.dsn(name)
+    conn = await _admin(pg_server)
+    try:
+        await _drop_db(conn, pg_server, name)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def dsn(pg_server: TestServer, migrated_template: str) -> AsyncIterator[str]:
+    """A DSN to a new database with the ruvector schema applied."""
+    name = await _new_database(pg_server, migrated_template)
+    yield pg_server.dsn(name)
+    conn = await _admin(pg_server)
+    try:
+        await _drop_db(conn, pg_server, name)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def db(dsn: str) -> AsyncIterator[Database]:
+    database = await Database.connect(options(dsn))
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+def blockbuster() -> Iterator[BlockBuster]:
+    """Fail the test on any blocking call made inside the event loop."""
+    with blockbuster_ctx("ruvectord") as bb:
+        yield bb
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "state"
+    path.mkdir()
+    return path

@@ -1,0 +1,77 @@
+"""Builders shared by the integration tests: configs, runtimes and monitors on a real database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ruvectord.audit import Signer
+from ruvectord.clock import ManualClock
+from ruvectord.config import Config
+from ruvectord.integrity.monitor import CollectionMonitor, Healer, Runtime
+from ruvectord.metrics import Metrics
+from ruvectord.postgres.pool import Database
+from ruvectord.postgres.sampler import Sampler
+from ruvectord.postgres.store import Store
+from ruvectord.scenarios.collection import CollectionSpec
+
+
+def make_config(
+    dsn: str,
+    state_dir: Path,
+    spec: CollectionSpec | None = None,
+    **sections: dict[str, Any],
+) -> Config:
+    spec = spec or CollectionSpec()
+    data: dict[str, Any] = {
+        "database": {"dsn": dsn, "connect_retries": 1, "statement_timeout_seconds": 10},
+        "daemon": {"state_directory": str(state_dir), "node_name": "test-node"},
+        "metrics": {"listen_address": "127.0.0.1:0"},
+        "integrity": {"sample_interval_seconds": 1, "lambda2_enabled": True},
+        "collections": [
+            {"name": spec.table, "table": spec.qualified, "vector_column": "embedding"}
+        ],
+    }
+    for section, values in sections.items():
+        merged = dict(data.get(section, {}))
+        for key, value in values.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+        data[section] = merged
+    return Config.model_validate(data)
+
+
+@dataclass
+class Harness:
+    config: Config
+    db: Database
+    store: Store
+    runtime: Runtime
+    clock: ManualClock
+    metrics: Metrics
+    ids: dict[str, int]
+
+    def monitor(self, name: str, healer: Healer | None = None) -> CollectionMonitor:
+        c = self.config.collection(name)
+        return CollectionMonitor(self.runtime, c, self.ids[name], Sampler(self.db, c), healer)
+
+
+async def harness(db: Database, config: Config, clock: ManualClock | None = None) -> Harness:
+    clock = clock or ManualClock()
+    metrics = Metrics()
+    store = Store(db)
+    signer = Signer(Ed25519PrivateKey.generate())
+    await store.register_key(signer, "test")
+    ids = await store.sync_collections(config)
+    rt = Runtime(config, clock, metrics, signer, store)
+    return Harness(config, db, store, rt, clock, metrics, ids)
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    return await asyncpg.connect(dsn, timeout=10)

@@ -1,0 +1,82 @@
+"""The sensor on a real PostgreSQL: healthy load stays normal, a hot partition degrades."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from ruvectord.integrity.hysteresis import State
+from ruvectord.postgres.pool import Database
+from ruvectord.scenarios.collection import (
+    CollectionSpec,
+    create_collection,
+    flush_stats,
+    hot,
+    insert_rows,
+    uniform,
+)
+from tests.helpers import connect, harness, make_config
+
+SPEC = CollectionSpec(partitions=8, rows_per_partition=50)
+
+
+async def test_healthy_steady_workload_stays_normal_for_50_samples(
+    db: Database, dsn: str, state_dir: Path
+) -> None:
+    conn = await connect(dsn)
+    try:
+        await create_collection(conn, SPEC)
+        h = await harness(db, make_config(dsn, state_dir, SPEC))
+        monitor = h.monitor("items")
+        rng = random.Random(7)
+        lambdas = []
+        for _ in range(50):
+            await insert_rows(conn, SPEC, uniform(SPEC, 400, rng))
+            await flush_stats(conn)
+            h.clock.advance(1.0)
+            cycle = await monitor.cycle()
+            assert cycle.state is State.NORMAL, cycle.step.reason
+            lambdas.append(cycle.lambda_cut)
+        assert min(lambdas) >= 0.8
+        samples = await db.fetchval(
+            "SELECT count(*) FROM ruvector.integrity_samples WHERE state = 'normal'"
+        )
+        assert samples == 50
+    finally:
+        await conn.close()
+
+
+async def test_hot_partition_degrades_after_exactly_degrade_samples(
+    db: Database, dsn: str, state_dir: Path
+) -> None:
+    conn = await connect(dsn)
+    try:
+        await create_collection(conn, SPEC)
+        config = make_config(dsn, state_dir, SPEC, integrity={"degrade_samples": 4})
+        h = await harness(db, config)
+        monitor = h.monitor("items")
+        first = await monitor.cycle()  # baseline: no load known yet
+        assert first.state is State.NORMAL
+        states = []
+        for _ in range(4):
+            await insert_rows(conn, SPEC, hot(SPEC, 3, 600, background=5))
+            await flush_stats(conn)
+            h.clock.advance(1.0)
+            cycle = await monitor.cycle()
+            states.append(cycle.state)
+            assert cycle.lambda_cut < 0.8
+        assert states == [State.NORMAL] * 3 + [State.STRESS]
+        witness = cycle.result.witness_edges
+        kinds = {w["kind"] for w in witness}
+        assert kinds == {"partition_link", "routing"}
+        assert all(
+            "public.items_p3" in (w["source"]["name"], w["target"]["name"]) for w in witness
+        ), witness
+        assert sum(1 for w in witness if w["kind"] == "partition_link") > 3
+        event = await db.fetchrow(
+            "SELECT * FROM ruvector.integrity_events WHERE event_type = 'state_change'"
+        )
+        assert event is not None
+        assert (event["previous_state"], event["new_state"]) == ("normal", "stress")
+    finally:
+        await conn.close()
