@@ -16,70 +16,98 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import igraph
 import networkx as nx
 
+from ruvectord.config import Budgets
+from ruvectord.integrity.graph import build
 from ruvectord.integrity.mincut import min_cut
+from ruvectord.integrity.snapshot import (
+    CentroidStats,
+    IndexStats,
+    MaintenanceJob,
+    PartitionStats,
+    ReplicaStats,
+    Snapshot,
+    rates,
+)
 
 Graph = tuple[int, list[tuple[int, int]], list[float], list[float]]
 
 TOLERANCE = 1e-9
 
 
-def synthetic_contracted(partitions: int, centroids: int, seed: int) -> Graph:
-    """A graph shaped like the contracted integrity graph, with one random hot partition.
+def builder_contracted(partitions: int, centroids: int, seed: int) -> Graph:
+    """A contracted graph exactly as the daemon builds it, from a synthetic snapshot.
 
-    Returns (num_nodes, edges, effective, unit). Kept separate so the real graph builder can
-    replace it.
+    One hot partition (skewed load, a queue), HNSW indexes with some dead tuples, IVF
+    centroid statistics with a few skewed lists, 0-3 replicas with some lag and 0-3
+    maintenance jobs, one of them blocking. Returns (num_nodes, edges, effective, unit).
     """
     rng = random.Random(seed)
-    gateway = 0
-    parts = list(range(1, partitions + 1))
-    indexes = list(range(partitions + 1, 2 * partitions + 1))
-    next_node = 2 * partitions + 1
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     hot = rng.randrange(partitions)
 
-    edges: list[tuple[int, int]] = []
-    unit: list[float] = []
-    health: list[float] = []
+    def part(i: int, ops: int) -> PartitionStats:
+        return PartitionStats(
+            oid=10_000 + i,
+            name=f"public.items_p{i}",
+            bound=None,
+            tenant=None,
+            live_tuples=100_000,
+            dead_tuples=rng.randrange(0, 20_000),
+            inserts=ops,
+            updates=0,
+            deletes=0,
+            seq_scans=0,
+            idx_scans=0,
+            table_bytes=1 << 26,
+            index_bytes=1 << 25,
+            active_backends=rng.randrange(12, 28) if i == hot else rng.randrange(0, 4),
+            waiting_backends=0,
+        )
 
-    def add(u: int, v: int, weight: float, hot_edge: bool = False) -> None:
-        edges.append((u, v))
-        unit.append(weight)
-        health.append(rng.uniform(0.01, 0.3) if hot_edge else rng.uniform(0.5, 1.0))
-
-    k = min(4, partitions - 1)
-    link_weight = 1.0 / (2 * k) if k > 0 else 0.0
-    links: set[tuple[int, int]] = set()
-    for i in range(partitions):
-        for offset in (1, 2, -1, -2):
-            j = (i + offset) % partitions
-            if j != i:
-                links.add((min(i, j), max(i, j)))
-    for i, p in enumerate(parts):
-        add(gateway, p, 0.5, i == hot)
-        add(gateway, indexes[i], 1.0, i == hot)
-    for i, j in sorted(links):
-        add(parts[i], parts[j], link_weight, hot in (i, j))
-
-    for c in range(centroids):
-        node = next_node
-        next_node += 1
-        add(gateway, node, 1.0 / (centroids + 1))
-        add(node, indexes[c % partitions], 1.0, c % partitions == hot)
-
-    for _ in range(rng.randint(0, 3)):
-        add(gateway, next_node, 1.0)
-        next_node += 1
-    for _ in range(rng.randint(0, 3)):
-        touched = rng.sample(parts, rng.randint(1, partitions))
-        for p in touched:
-            add(next_node, p, 1.0 / len(touched), p - 1 == hot)
-        next_node += 1
-
-    effective = [w * h for w, h in zip(unit, health, strict=True)]
-    return next_node, edges, effective, unit
+    before = Snapshot("bench", t0, tuple(part(i, 0) for i in range(partitions)))
+    after = Snapshot(
+        "bench",
+        t0 + timedelta(seconds=10),
+        tuple(part(i, 40_000 if i == hot else rng.randrange(500, 1500)) for i in range(partitions)),
+        indexes=tuple(
+            IndexStats(20_000 + i, f"public.items_p{i}_idx", 10_000 + i, "hnsw", 1 << 25, True)
+            for i in range(partitions)
+        ),
+        centroids=tuple(
+            CentroidStats(c, rng.randrange(50, 150) * (20 if c % 97 == 0 else 1), None)
+            for c in range(centroids)
+        ),
+        replicas=tuple(
+            ReplicaStats(
+                f"standby{r}",
+                100 + r,
+                "streaming",
+                "async",
+                rng.uniform(0, 5),
+                rng.randrange(0, 1 << 24),
+            )
+            for r in range(rng.randint(0, 3))
+        ),
+        maintenance=tuple(
+            MaintenanceJob(
+                200 + j,
+                "autovacuum",
+                "autovacuum",
+                tuple(
+                    10_000 + p for p in rng.sample(range(partitions), rng.randint(1, partitions))
+                ),
+                blocking=3 if j == 0 else 0,
+            )
+            for j in range(rng.randint(0, 3))
+        ),
+    )
+    graph = build(after, rates(before, after), Budgets())
+    return len(graph.nodes), graph.pairs, graph.effective, graph.unit
 
 
 def random_connected(n: int, seed: int) -> Graph:
@@ -207,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     cases: list[tuple[str, Graph]] = []
     for partitions in (16, 64, 256):
         for centroids in (0, 250, 1000):
-            graph = synthetic_contracted(partitions, centroids, seed=partitions * 7 + centroids)
+            graph = builder_contracted(partitions, centroids, seed=partitions * 7 + centroids)
             cases.append((f"contracted P={partitions} C={centroids}", graph))
     for n in (10, 30, 100, 300, 1000):
         cases.append((f"random n={n}", random_connected(n, seed=n)))

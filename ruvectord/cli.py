@@ -230,10 +230,6 @@ async def _audit_verify(db: Any) -> int:
     return EXIT_OK if not report.failures else EXIT_FAILURE
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 async def _heal(db: Any, args: argparse.Namespace) -> int:
     import getpass
     from datetime import UTC, datetime
@@ -280,3 +276,7 @@ async def _effectiveness(db: Any, config: Config) -> int:
     for line in report.lines():
         print(line)
     return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -31,7 +31,7 @@ TEMPLATE = "ruvectord_test_template"
 
 
 @dataclass
-class TestServer:
+class PgServer:
     admin_dsn: str  # a DSN to the server's maintenance database
     version: int
     has_pgvector: bool
@@ -59,19 +59,17 @@ def _probe(dsn: str) -> tuple[int, bool]:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServer]:
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     external = os.environ.get("RUVECTORD_TEST_DSN")
     if external:
         version, has_vector = _probe(external)
-        yield TestServer(
-            external, version, has_vector, None, f"RUVECTORD_TEST_DSN server {version}"
-        )
+        yield PgServer(external, version, has_vector, None, f"RUVECTORD_TEST_DSN server {version}")
         return
     server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded") / "pgdata")
     dsn = server.start()
     try:
         version, has_vector = _probe(dsn)
-        yield TestServer(dsn, version, has_vector, server, f"embedded PostgreSQL {version}")
+        yield PgServer(dsn, version, has_vector, server, f"embedded PostgreSQL {version}")
     finally:
         server.destroy()
 
@@ -80,16 +78,16 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServer]:
 def _pgvector_gate(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("pgvector") is None:
         return
-    server: TestServer = request.getfixturevalue("pg_server")
+    server: PgServer = request.getfixturevalue("pg_server")
     if not server.has_pgvector:
         pytest.skip(f"needs pgvector, which the test server ({server.label}) does not have")
 
 
-async def _admin(server: TestServer) -> asyncpg.Connection:
+async def _admin(server: PgServer) -> asyncpg.Connection:
     return await asyncpg.connect(server.admin_dsn, timeout=10)
 
 
-def _create_db_sql(server: TestServer, name: str, template: str | None) -> str:
+def _create_db_sql(server: PgServer, name: str, template: str | None) -> str:
     sql = f'CREATE DATABASE "{name}"'
     if template:
         sql += f' TEMPLATE "{template}"'
@@ -98,13 +96,13 @@ def _create_db_sql(server: TestServer, name: str, template: str | None) -> str:
     return sql
 
 
-async def _drop_db(conn: asyncpg.Connection, server: TestServer, name: str) -> None:
+async def _drop_db(conn: asyncpg.Connection, server: PgServer, name: str) -> None:
     force = " WITH (FORCE)" if server.version >= 130000 else ""
     await conn.execute(f'DROP DATABASE IF EXISTS "{name}"{force}')
 
 
 @pytest.fixture(scope="session")
-async def migrated_template(pg_server: TestServer) -> AsyncIterator[str]:
+async def migrated_template(pg_server: PgServer) -> AsyncIterator[str]:
     """A database with the schema (and pgvector, where available) to clone per test."""
     name = f"{TEMPLATE}_{uuid.uuid4().hex[:8]}"
     conn = await _admin(pg_server)
@@ -132,7 +130,7 @@ def options(dsn: str, **overrides: Any) -> ConnectOptions:
     return ConnectOptions.from_config(cfg)
 
 
-async def _new_database(pg_server: TestServer, template: str | None) -> str:
+async def _new_database(pg_server: PgServer, template: str | None) -> str:
     name = f"rvt_{uuid.uuid4().hex[:12]}"
     conn = await _admin(pg_server)
     try:
@@ -143,7 +141,7 @@ async def _new_database(pg_server: TestServer, template: str | None) -> str:
 
 
 @pytest.fixture
-async def empty_dsn(pg_server: TestServer) -> AsyncIterator[str]:
+async def empty_dsn(pg_server: PgServer) -> AsyncIterator[str]:
     """A DSN to a new, empty database (no ruvector schema)."""
     name = await _new_database(pg_server, None)
     yield pg_server.dsn(name)
@@ -155,7 +153,7 @@ async def empty_dsn(pg_server: TestServer) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def dsn(pg_server: TestServer, migrated_template: str) -> AsyncIterator[str]:
+async def dsn(pg_server: PgServer, migrated_template: str) -> AsyncIterator[str]:
     """A DSN to a new database with the ruvector schema applied."""
     name = await _new_database(pg_server, migrated_template)
     yield pg_server.dsn(name)
@@ -175,11 +173,28 @@ async def db(dsn: str) -> AsyncIterator[Database]:
         await database.close()
 
 
-@pytest.fixture
-def blockbuster() -> Iterator[BlockBuster]:
-    """Fail the test on any blocking call made inside the event loop."""
-    with blockbuster_ctx("ruvectord") as bb:
+@pytest.fixture(autouse=True)
+def blockbuster(request: pytest.FixtureRequest) -> Iterator[BlockBuster | None]:
+    """Fail any async test that makes a blocking call inside the event loop."""
+    if not request.node.get_closest_marker("asyncio") and not _is_async(request):
+        yield None
+        return
+    with blockbuster_ctx() as bb:
+        # asyncpg looks for ~/.pgpass (and SSL files) synchronously while connecting: a
+        # one-off stat/read per new connection, inside the library, not in our loop code
+        for fn in bb.functions.values():
+            fn.can_block_in(
+                "asyncpg/connect_utils.py",
+                {"_read_password_file", "_parse_connect_dsn_and_args", "_dot_postgresql_path"},
+            )
         yield bb
+
+
+def _is_async(request: pytest.FixtureRequest) -> bool:
+    import inspect
+
+    fn = getattr(request.node, "function", None)
+    return fn is not None and inspect.iscoroutinefunction(fn)
 
 
 @pytest.fixture

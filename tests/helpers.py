@@ -14,7 +14,7 @@ from ruvectord.clock import ManualClock
 from ruvectord.config import Config
 from ruvectord.integrity.monitor import CollectionMonitor, Healer, Runtime
 from ruvectord.metrics import Metrics
-from ruvectord.postgres.pool import Database
+from ruvectord.postgres.pool import Database, init_connection
 from ruvectord.postgres.sampler import Sampler
 from ruvectord.postgres.store import Store
 from ruvectord.scenarios.collection import CollectionSpec
@@ -74,4 +74,7 @@ async def harness(db: Database, config: Config, clock: ManualClock | None = None
 
 
 async def connect(dsn: str) -> asyncpg.Connection:
-    return await asyncpg.connect(dsn, timeout=10)
+    """A plain connection, with json/jsonb decoded as the daemon's pool does."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    await init_connection(conn)
+    return conn

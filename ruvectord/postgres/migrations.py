@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+import anyio
 import asyncpg
 
 from ruvectord.errors import RuvectordError
@@ -61,7 +62,7 @@ def available() -> list[Migration]:
 
 
 async def migrate(db: Database, *, lock_wait_seconds: float = 120.0) -> MigrationReport:
-    migrations = available()
+    migrations = await anyio.to_thread.run_sync(available)  # file reads stay off the loop
     conn = await db.connect_single(
         settings={"statement_timeout": "0", "lock_timeout": str(int(lock_wait_seconds * 1000))}
     )

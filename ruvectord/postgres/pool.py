@@ -115,7 +115,7 @@ class ConnectOptions:
         }
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(
             typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
@@ -150,7 +150,7 @@ class Database:
                 timeout=options.connect_timeout,
                 command_timeout=options.statement_timeout + 1.0,
                 server_settings=options.server_settings,
-                init=_init_connection,
+                init=init_connection,
             )
 
         pool = await _with_retries(make, options, what="connect")
@@ -168,7 +168,7 @@ class Database:
                 command_timeout=opts.statement_timeout + 1.0,
                 server_settings={**opts.server_settings, **(settings or {})},
             )
-            await _init_connection(conn)
+            await init_connection(conn)
             return conn
 
         return await _with_retries(make, opts, what="connect")

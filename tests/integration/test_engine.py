@@ -427,3 +427,15 @@ async def test_back_to_normal_lifts_what_was_meant_for_the_incident(rig_factory:
     assert s.calls.count("rollback:restore items") == 2
     assert await rig.statuses() == ["lifted", "lifted"]
     assert await rig.heal(state=State.NORMAL) is None  # nothing left to lift
+
+
+async def test_learning_disabled_freezes_the_weights(rig_factory: Any) -> None:
+    rig: Rig = await rig_factory(FakeStrategy(), learning_enabled=False)
+    await rig.db.execute(
+        "INSERT INTO ruvector.strategy_weights VALUES ('fake_fix', 0.3, 9, 1, 0.11, 0.0, now())"
+    )
+    await rig.engine.load_weights()
+    await rig.heal()
+    assert await rig.db.fetchval("SELECT weight FROM ruvector.strategy_weights") == 0.3
+    assert rig.engine.registry.weights == {"fake_fix": 0.3}
+    assert await rig.db.fetchval("SELECT count(*) FROM ruvector.healing_outcomes") == 1

@@ -28,7 +28,7 @@ async def test_applying_twice_is_a_no_op(empty_dsn: str) -> None:
     db = await Database.connect(options(empty_dsn))
     try:
         first = await migrate(db)
-        assert len(first.applied) == len(available())
+        assert len(first.applied) == len(await anyio.to_thread.run_sync(available))
         tables = await db.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'ruvector'")
         second = await migrate(db)
         assert second.applied == ()
@@ -43,7 +43,7 @@ async def test_applying_twice_is_a_no_op(empty_dsn: str) -> None:
 
 async def test_two_processes_migrating_at_once_both_succeed(empty_dsn: str, tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("logging: {format: json}\n")
+    await anyio.Path(cfg).write_text("logging: {format: json}\n")
 
     results: list[subprocess.CompletedProcess[str]] = []
 
@@ -67,7 +67,8 @@ async def test_two_processes_migrating_at_once_both_succeed(empty_dsn: str, tmp_
                 "SELECT version FROM ruvector.schema_migrations ORDER BY version"
             )
         ]
-        assert versions == list(range(1, len(available()) + 1))
+        count = len(await anyio.to_thread.run_sync(available))
+        assert versions == list(range(1, count + 1))
     finally:
         await db.close()
 

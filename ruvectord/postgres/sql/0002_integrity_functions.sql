@@ -1,5 +1,7 @@
 -- Integrity SQL interface: status and the operation gate, read from the persisted state.
--- SECURITY DEFINER with a fixed search_path, so application roles need only EXECUTE.
+-- They run with the caller's rights (a SECURITY DEFINER / SET clause would cost more than the
+-- lookups themselves); every reference is schema-qualified, and deploy/sql/roles.sql grants
+-- the read access callers need.
 
 CREATE FUNCTION ruvector.operation_risk(operation text)
 RETURNS text
@@ -15,30 +17,10 @@ AS $$
     END
 $$;
 
--- The spec's matrix. Returns (response, throttle_factor, retry_after_secs).
-CREATE FUNCTION ruvector.gate_matrix(risk text, state text,
-    OUT response text, OUT throttle_factor double precision, OUT retry_after_secs integer)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT m.response, m.factor, m.retry
-    FROM (VALUES
-        ('low',    'normal',   'allow',    1.0::float8, 0),
-        ('low',    'stress',   'allow',    1.0, 0),
-        ('low',    'critical', 'throttle', 0.8, 0),
-        ('medium', 'normal',   'allow',    1.0, 0),
-        ('medium', 'stress',   'throttle', 0.5, 0),
-        ('medium', 'critical', 'defer',    0.0, 60),
-        ('high',   'normal',   'allow',    1.0, 0),
-        ('high',   'stress',   'defer',    0.0, 300),
-        ('high',   'critical', 'reject',   0.0, 0)
-    ) AS m (risk, state, response, factor, retry)
-    WHERE m.risk = gate_matrix.risk AND m.state = gate_matrix.state
-$$;
-
+-- The id of a configured collection, or an error that names it and lists the known ones.
 CREATE FUNCTION ruvector.collection_id(collection text)
 RETURNS integer
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, ruvector
 AS $$
 DECLARE
     cid integer;
@@ -51,7 +33,8 @@ BEGIN
         RAISE EXCEPTION 'unknown collection %', quote_literal(collection)
             USING ERRCODE = 'undefined_object',
                   HINT = coalesce('configured collections: ' ||
-                      (SELECT string_agg(name, ', ' ORDER BY name) FROM ruvector.collections),
+                      (SELECT string_agg(c.name, ', ' ORDER BY c.name)
+                         FROM ruvector.collections c),
                       'no collection is configured yet');
     END IF;
     RETURN cid;
@@ -68,8 +51,7 @@ $$;
 
 CREATE FUNCTION public.ruvector_integrity_status(collection text)
 RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, ruvector
+LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
     cid integer := ruvector.collection_id(collection);
@@ -105,41 +87,61 @@ BEGIN
 END
 $$;
 
+-- Cheap enough to call before every write: one joined lookup and no nested PL/pgSQL call on
+-- the normal path.
 CREATE FUNCTION public.ruvector_integrity_gate(collection text, operation text)
 RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, ruvector
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
 DECLARE
-    cid integer := ruvector.collection_id(collection);
+    op text := lower(btrim(ruvector_integrity_gate.operation));
+    risk text := ruvector.operation_risk(op);
     st record;
-    m record;
-    risk text;
-    cur_state text;
-    throttle record;
-    factor double precision;
     resp text;
+    factor double precision;
     retry double precision;
     why text;
-    op text := lower(btrim(ruvector_integrity_gate.operation));
 BEGIN
+    IF ruvector_integrity_gate.collection IS NULL THEN
+        RAISE EXCEPTION 'collection must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     IF op IS NULL OR op = '' THEN
         RAISE EXCEPTION 'operation must be a non-empty text such as ''search'' or ''bulk_insert'''
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    risk := ruvector.operation_risk(op);
-    SELECT s.state, s.lambda_cut, s.last_sample_at, p.sample_interval_seconds
+    SELECT coalesce(s.state, 'normal') AS state, s.lambda_cut, s.last_sample_at,
+           p.sample_interval_seconds, t.throttle_pct, t.retry_after_seconds
       INTO st
       FROM ruvector.collections c
       LEFT JOIN ruvector.integrity_state s ON s.collection_id = c.id
       LEFT JOIN ruvector.integrity_policies p ON p.collection_id = c.id
-     WHERE c.id = cid;
-    cur_state := coalesce(st.state, 'normal');
-    SELECT * INTO m FROM ruvector.gate_matrix(risk, cur_state);
-    resp := m.response;
-    factor := m.throttle_factor;
-    retry := m.retry_after_secs;
-    why := format('%s-risk operation in %s', risk, cur_state);
+      LEFT JOIN LATERAL (
+            SELECT th.throttle_pct, th.retry_after_seconds
+              FROM ruvector.throttles th
+             WHERE th.collection_id = c.id AND th.throttle_pct > 0
+               AND (th.operation = op OR (th.operation = 'insert' AND op = 'point_insert'))
+             ORDER BY th.throttle_pct DESC
+             LIMIT 1) t ON true
+     WHERE c.name = ruvector_integrity_gate.collection;
+    IF NOT FOUND THEN
+        PERFORM ruvector.collection_id(ruvector_integrity_gate.collection);  -- raises, with a hint
+    END IF;
+
+    -- the spec's matrix (mirrored by ruvectord.integrity.gate.MATRIX; the tests compare them)
+    IF st.state = 'normal' OR (risk = 'low' AND st.state = 'stress') THEN
+        resp := 'allow'; factor := 1.0; retry := 0;
+    ELSIF risk = 'low' THEN
+        resp := 'throttle'; factor := 0.8; retry := 0;
+    ELSIF risk = 'medium' AND st.state = 'stress' THEN
+        resp := 'throttle'; factor := 0.5; retry := 0;
+    ELSIF risk = 'medium' THEN
+        resp := 'defer'; factor := 0.0; retry := 60;
+    ELSIF st.state = 'stress' THEN
+        resp := 'defer'; factor := 0.0; retry := 300;
+    ELSE
+        resp := 'reject'; factor := 0.0; retry := 0;
+    END IF;
+    why := format('%s-risk operation in %s', risk, st.state);
     IF resp = 'throttle' THEN
         why := why || format(': proceed at %s%%', round((factor * 100)::numeric));
     ELSIF resp = 'defer' THEN
@@ -149,21 +151,12 @@ BEGIN
     END IF;
 
     -- a throttle set by the healer narrows what the matrix allows, never widens it
-    IF resp IN ('allow', 'throttle') THEN
-        SELECT t.throttle_pct, t.retry_after_seconds INTO throttle
-          FROM ruvector.throttles t
-         WHERE t.collection_id = cid
-           AND t.throttle_pct > 0
-           AND (t.operation = op OR (t.operation = 'insert' AND op = 'point_insert'))
-         ORDER BY t.throttle_pct DESC
-         LIMIT 1;
-        IF FOUND AND 1 - throttle.throttle_pct / 100.0 < factor THEN
-            factor := 1 - throttle.throttle_pct / 100.0;
-            resp := 'throttle';
-            retry := greatest(retry, throttle.retry_after_seconds);
-            why := why || format('; healing throttles %s to %s%%', op,
-                                 100 - throttle.throttle_pct);
-        END IF;
+    IF resp IN ('allow', 'throttle') AND st.throttle_pct IS NOT NULL
+       AND 1 - st.throttle_pct / 100.0 < factor THEN
+        factor := 1 - st.throttle_pct / 100.0;
+        resp := 'throttle';
+        retry := greatest(retry, st.retry_after_seconds);
+        why := why || format('; healing throttles %s to %s%%', op, 100 - st.throttle_pct);
     END IF;
 
     RETURN jsonb_build_object(
@@ -172,13 +165,14 @@ BEGIN
         'response', resp,
         'allowed', resp IN ('allow', 'throttle'),
         'risk_level', risk,
-        'state', cur_state,
+        'state', st.state,
         'throttle_factor', factor,
         'retry_after_secs', retry,
         'reason', why,
         'lambda_cut', st.lambda_cut,
         'sampled_at', st.last_sample_at,
-        'stale', ruvector.is_stale(st.last_sample_at, st.sample_interval_seconds)
+        'stale', st.last_sample_at IS NULL OR now() - st.last_sample_at
+                 > make_interval(secs => 3 * coalesce(st.sample_interval_seconds, 60) + 5)
     );
 END
 $$;

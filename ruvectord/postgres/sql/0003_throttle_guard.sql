@@ -5,52 +5,54 @@
 -- rejected as a whole) and cached for the rest of that statement in a transaction-local
 -- setting. The level comes from ruvector.throttles: 'insert' by default; a session that sets
 --   SET ruvector.operation = 'bulk_insert'
--- is held to the bulk level instead. With no throttle the cost is one index lookup per
--- statement.
+-- is held to the bulk level instead. With no throttle the cost is one index lookup per row.
 
 CREATE FUNCTION ruvector.throttle_guard()
 RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, ruvector
+LANGUAGE plpgsql
 AS $$
 DECLARE
-    stmt text := statement_timestamp()::text || '/' || pg_backend_pid();
-    cached text := current_setting('ruvector.throttle_verdict', true);
-    verdict text;
-    op text;
+    op text := lower(coalesce(nullif(current_setting('ruvector.operation', true), ''), 'insert'));
     t record;
+    stmt text;
+    cached text;
+    verdict text;
 BEGIN
+    IF op = 'point_insert' THEN
+        op := 'insert';
+    END IF;
+    -- the common case, nothing throttled: one index lookup and out
+    SELECT th.throttle_pct, th.retry_after_seconds, th.action_id INTO t
+      FROM ruvector.throttles th
+     WHERE th.collection_id = TG_ARGV[0]::integer AND th.operation = op AND th.throttle_pct > 0;
+    IF NOT FOUND THEN
+        RETURN NEW;
+    END IF;
+    -- throttled: decide once per statement, remember it for the statement's other rows
+    stmt := statement_timestamp()::text || '/' || pg_backend_pid();
+    cached := current_setting('ruvector.throttle_verdict', true);
     IF cached IS NOT NULL AND split_part(cached, '|', 1) = stmt THEN
         verdict := split_part(cached, '|', 2);
     ELSE
-        op := coalesce(nullif(lower(btrim(current_setting('ruvector.operation', true))), ''),
-                       'insert');
-        IF op = 'point_insert' THEN
-            op := 'insert';
-        END IF;
-        SELECT th.throttle_pct, th.retry_after_seconds, th.action_id INTO t
-          FROM ruvector.throttles th
-         WHERE th.collection_id = TG_ARGV[0]::integer AND th.operation = op;
-        IF FOUND AND t.throttle_pct > 0 AND random() * 100 < t.throttle_pct THEN
-            verdict := format('reject:%s:%s:%s:%s', t.throttle_pct, t.retry_after_seconds,
-                              coalesce(t.action_id::text, '-'), op);
-        ELSE
-            verdict := 'pass';
-        END IF;
+        verdict := CASE WHEN random() * 100 < t.throttle_pct THEN 'reject' ELSE 'pass' END;
         PERFORM set_config('ruvector.throttle_verdict', stmt || '|' || verdict, true);
     END IF;
-    IF verdict <> 'pass' THEN
+    IF verdict = 'reject' THEN
         RAISE EXCEPTION 'ruvector: % into %.% throttled (% %% of % statements turned away)',
-                split_part(verdict, ':', 5), TG_TABLE_SCHEMA, TG_TABLE_NAME,
-                split_part(verdict, ':', 2), split_part(verdict, ':', 5)
+                op, TG_TABLE_SCHEMA, TG_TABLE_NAME, t.throttle_pct, op
             USING ERRCODE = 'RV429',
-                  HINT = format('retry after %s s', split_part(verdict, ':', 3)),
+                  HINT = format('retry after %s s', t.retry_after_seconds),
                   DETAIL = format('throttle_ingestion, healing action %s',
-                                  split_part(verdict, ':', 4));
+                                  coalesce(t.action_id::text, '-'));
     END IF;
     RETURN NEW;
 END
 $$;
+
+-- The guard runs with the writer's rights (a SECURITY DEFINER function would cost every
+-- insert more than the lookup does); throttle levels are not secret, so anyone may read them.
+GRANT USAGE ON SCHEMA ruvector TO PUBLIC;
+GRANT SELECT ON ruvector.throttles TO PUBLIC;
 
 -- Install (or replace) the guard on a collection's table. A row-level trigger on a
 -- partitioned table is cloned to every partition, present and future, so inserts aimed
