@@ -86,6 +86,7 @@ class Daemon:
         self.metrics_port: int | None = None
         self._tg: TaskGroup | None = None
         self._stopping = False
+        self._last_status = ""
         self.ready = anyio.Event()
         # long-running tasks that adapters built in _start need (e.g. the actor lock)
         self.background: list[tuple[str, Callable[[], Awaitable[None]]]] = []
@@ -294,7 +295,24 @@ class Daemon:
 
     def _status_line(self) -> str:
         n = len(self.config.collections)
-        return f"monitoring {n} collection{'s' if n != 1 else ''}"
+        line = f"monitoring {n} collection{'s' if n != 1 else ''}"
+        degraded = sorted(
+            f"{name} {loop.monitor.tracker.state.value}"
+            for name, loop in self.loops.items()
+            if loop.monitor.tracker.state.degraded
+        )
+        if degraded:
+            line += f"; degraded: {', '.join(degraded)}"
+        if self.actor is not None:
+            line += "; acting" if self.actor.is_actor else "; monitoring only"
+        return line
+
+    def _on_cycle(self, cycle: Any, line: str) -> None:
+        """Keep systemd's STATUS= current, but only send it when it changes."""
+        status = self._status_line()
+        if status != self._last_status:
+            self._last_status = status
+            self.notifier.status(status)
 
     def status(self) -> dict[str, Any]:
         decisions = self.rt.decisions if self.rt is not None else {}
@@ -307,11 +325,15 @@ class Daemon:
                 "error": loop.monitor.failing,
                 "decision": decisions.get(name),
             }
+        actor = None
+        if self.actor is not None:
+            actor = {"acting": self.actor.is_actor, "why_not": self.actor.why_not or None}
         return {
             "version": __version__,
             "node": self.config.daemon.node_name,
             "pid": os.getpid(),
             "database": self.db.target if self.db else None,
+            "actor": actor,
             "collections": collections,
         }
 

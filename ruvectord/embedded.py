@@ -8,7 +8,6 @@ to, so the server runs as the unprivileged system user `pgserver`, as pixeltable
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import pwd
@@ -20,6 +19,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from ruvectord.errors import RuvectordError
@@ -170,6 +170,12 @@ class EmbeddedPostgres:
     def run(self, program: str, args: Sequence[str], *, timeout: float = 120.0) -> str:
         """Run one of the server's binaries (as the service user when we are root)."""
         cmd = [str(self.bin / program), *args]
+        identity: dict[str, Any] = {}
+        if self._run_as is not None:
+            # the user *and* its own group only: keeping root's groups would let root's group
+            # bits decide (and deny) access where the service user's should
+            entry = _ensure_user(self._run_as)
+            identity = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         try:
             done = subprocess.run(
                 cmd,
@@ -177,9 +183,9 @@ class EmbeddedPostgres:
                 capture_output=True,
                 text=True,
                 timeout=timeout,
-                user=self._run_as,
                 cwd="/",
                 stdin=subprocess.DEVNULL,
+                **identity,
             )
         except subprocess.TimeoutExpired:
             raise EmbeddedError(f"{program} did not finish within {timeout:.0f} s") from None
@@ -192,18 +198,33 @@ class EmbeddedPostgres:
             raise EmbeddedError(
                 f"{program} failed (exit {done.returncode}): {done.stderr.strip()}{tail}"
             )
-        return done.stdout
+        output: str = done.stdout
+        return output
 
     def _prepare_ownership(self, path: Path) -> None:
+        """As root, hand `path` to the service user, who must be able to reach it.
+
+        Directories under the temporary directory are opened for traversal (o+x) as needed;
+        anywhere else, a directory the service user cannot enter is an error naming it,
+        rather than a silent chmod of, say, /root.
+        """
         if self._run_as is None:
             return
         entry = _ensure_user(self._run_as)
         os.chown(path, entry.pw_uid, entry.pw_gid)
-        # the service user must be able to reach its directory and run the binaries
+        tmp = Path(tempfile.gettempdir()).resolve()
         for parent in [*path.parents, *self.bin.parents]:
-            with contextlib.suppress(OSError):
-                mode = parent.stat().st_mode
-                parent.chmod(mode | stat.S_IXOTH | stat.S_IXGRP)
+            mode = parent.stat().st_mode
+            if mode & stat.S_IXOTH:
+                continue
+            if parent.resolve() == tmp or tmp in parent.resolve().parents:
+                parent.chmod(mode | stat.S_IXOTH)
+                continue
+            raise EmbeddedError(
+                f"the embedded server runs as user {self._run_as!r} (PostgreSQL refuses to run "
+                f"as root), which cannot enter {parent}; use a directory it can reach, "
+                f"e.g. under {tmp}"
+            )
 
 
 def _ensure_user(name: str) -> pwd.struct_passwd:

@@ -10,6 +10,8 @@ other. Tests marked `pgvector` skip, saying why, only where the server lacks the
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -58,20 +60,36 @@ def _probe(dsn: str) -> tuple[int, bool]:
     return anyio.run(go)
 
 
+def _server_root() -> Path:
+    # Not under pytest's tmp_path: pytest resets /tmp/pytest-of-<user> to mode 0700 whenever
+    # a session starts, which would lock the embedded servers' user out of their data.
+    return Path(tempfile.mkdtemp(prefix="ruvectord-test-"))
+
+
+@pytest.fixture
+def server_root() -> Iterator[Path]:
+    """A private directory for servers a test starts itself (standbys, daemons)."""
+    root = _server_root()
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+def pg_server() -> Iterator[PgServer]:
     external = os.environ.get("RUVECTORD_TEST_DSN")
     if external:
         version, has_vector = _probe(external)
         yield PgServer(external, version, has_vector, None, f"RUVECTORD_TEST_DSN server {version}")
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded") / "pgdata")
+    root = _server_root()
+    server = EmbeddedPostgres(root / "pgdata")
     dsn = server.start()
     try:
         version, has_vector = _probe(dsn)
         yield PgServer(dsn, version, has_vector, server, f"embedded PostgreSQL {version}")
     finally:
         server.destroy()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -140,28 +158,28 @@ async def _new_database(pg_server: PgServer, template: str | None) -> str:
     return name
 
 
-@pytest.fixture
-async def empty_dsn(pg_server: PgServer) -> AsyncIterator[str]:
-    """A DSN to a new, empty database (no ruvector schema)."""
-    name = await _new_database(pg_server, None)
+async def _database(pg_server: PgServer, template: str | None) -> AsyncIterator[str]:
+    name = await _new_database(pg_server, template)
     yield pg_server.dsn(name)
     conn = await _admin(pg_server)
     try:
         await _drop_db(conn, pg_server, name)
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def empty_dsn(pg_server: PgServer) -> AsyncIterator[str]:
+    """A DSN to a new, empty database (no ruvector schema)."""
+    async for dsn in _database(pg_server, None):
+        yield dsn
 
 
 @pytest.fixture
 async def dsn(pg_server: PgServer, migrated_template: str) -> AsyncIterator[str]:
     """A DSN to a new database with the ruvector schema applied."""
-    name = await _new_database(pg_server, migrated_template)
-    yield pg_server.dsn(name)
-    conn = await _admin(pg_server)
-    try:
-        await _drop_db(conn, pg_server, name)
-    finally:
-        await conn.close()
+    async for value in _database(pg_server, migrated_template):
+        yield value
 
 
 @pytest.fixture

@@ -120,6 +120,16 @@ def observe(tracker: Tracker, value: float, now: datetime, policy: Policy) -> St
         # Counters and holds start afresh in the new state.
         return Step(Tracker(to, 0, None, now), t.state, why)
 
+    def recover(to: State, bar: float) -> Step:
+        """Above the recovery bar: start or continue the hold; move once it is long enough."""
+        since = t.hold_since or now
+        held = (now - since).total_seconds()
+        pending = replace(t, low_streak=0, hold_since=since)
+        why = f"lambda {value:.3f} > {bar:g} held {held:.0f} s"
+        if held >= p.recovery_hold_seconds:
+            return move(to, why, pending)
+        return Step(pending, t.state, f"{why} of {p.recovery_hold_seconds:g} s")
+
     if t.state is State.NORMAL:
         if value < p.threshold_high:
             streak = t.low_streak + 1
@@ -142,25 +152,13 @@ def observe(tracker: Tracker, value: float, now: datetime, policy: Policy) -> St
             return Step(t_next, t.state, f"{why}, critical after {p.critical_samples}")
         bar = p.threshold_high + p.recovery_offset
         if value > bar:
-            since = t.hold_since or now
-            held = (now - since).total_seconds()
-            t_next = replace(t, low_streak=0, hold_since=since)
-            why = f"lambda {value:.3f} > {bar:g} held {held:.0f} s"
-            if held >= p.recovery_hold_seconds:
-                return move(State.NORMAL, why, t_next)
-            return Step(t_next, t.state, f"{why} of {p.recovery_hold_seconds:g} s")
+            return recover(State.NORMAL, bar)
         t_next = replace(t, low_streak=0, hold_since=None)
         return Step(t_next, t.state, f"lambda {value:.3f} between {p.threshold_low:g} and {bar:g}")
 
     # critical: only a held recovery leaves it
     bar = p.threshold_low + p.recovery_offset
     if value > bar:
-        since = t.hold_since or now
-        held = (now - since).total_seconds()
-        t_next = replace(t, low_streak=0, hold_since=since)
-        why = f"lambda {value:.3f} > {bar:g} held {held:.0f} s"
-        if held >= p.recovery_hold_seconds:
-            return move(State.STRESS, why, t_next)
-        return Step(t_next, t.state, f"{why} of {p.recovery_hold_seconds:g} s")
+        return recover(State.STRESS, bar)
     t_next = replace(t, low_streak=0, hold_since=None)
     return Step(t_next, t.state, f"lambda {value:.3f} <= {bar:g}")

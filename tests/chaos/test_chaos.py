@@ -111,8 +111,10 @@ async def test_sigkill_mid_action_is_rolled_back_at_restart(dsn: str, tmp_path: 
             with anyio.fail_after(10):
                 assert await proc.wait() == -signal.SIGKILL
         # the crash left the action in flight and the throttle in place
-        row = await conn.fetchrow("SELECT id, status FROM ruvector.healing_actions")
-        assert row is not None and row["status"] == "verifying"
+        row = await conn.fetchrow(
+            "SELECT id, status FROM ruvector.healing_actions WHERE status = 'verifying'"
+        )
+        assert row is not None, await conn.fetch("SELECT * FROM ruvector.healing_actions")
         assert await conn.fetchval("SELECT count(*) FROM ruvector.throttles") == 2
 
         async with daemon(cfg, dsn, log):
@@ -125,9 +127,15 @@ async def test_sigkill_mid_action_is_rolled_back_at_restart(dsn: str, tmp_path: 
             )
         assert status == "rolled_back"
         assert await conn.fetchval("SELECT count(*) FROM ruvector.throttles") == 0
-        err = await conn.fetchval("SELECT error_message FROM ruvector.healing_actions")
+        err = await conn.fetchval(
+            "SELECT error_message FROM ruvector.healing_actions WHERE id = $1", row["id"]
+        )
         assert "interrupted while verifying" in err and "rolled back at takeover" in err
-        outcome = await conn.fetchrow("SELECT * FROM ruvector.healing_outcomes")
+        outcome = await conn.fetchrow(
+            "SELECT * FROM ruvector.healing_outcomes "
+            "WHERE (system_metrics ->> 'action_id')::bigint = $1",
+            row["id"],
+        )
         assert outcome is not None and not outcome["success"]
         assert outcome["system_metrics"]["recovered"] is True
         recovery = await conn.fetchval(

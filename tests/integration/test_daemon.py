@@ -70,7 +70,7 @@ collections:
 
 
 def test_daemon_lifecycle_under_systemd_protocol(
-    daemon_env: tuple[Path, Notifications, int], tmp_path: Path
+    daemon_env: tuple[Path, Notifications, int], tmp_path: Path, server_root: Path
 ) -> None:
     cfg, notify, port = daemon_env
     env = {
@@ -88,7 +88,7 @@ def test_daemon_lifecycle_under_systemd_protocol(
             "-c",
             str(cfg),
             "--embedded",
-            str(tmp_path / "pgdata"),
+            str(server_root / "pgdata"),
         ],
         env=env,
         stdout=log,
@@ -108,6 +108,11 @@ def test_daemon_lifecycle_under_systemd_protocol(
         )
         status = json.loads(_get(f"http://127.0.0.1:{port}/status"))
         assert status["collections"]["ghost"]["error"] == "table public.ghost does not exist"
+        deadline = time.monotonic() + 10
+        while not status["actor"]["acting"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = json.loads(_get(f"http://127.0.0.1:{port}/status"))
+        assert status["actor"] == {"acting": True, "why_not": None}  # alone on its database
 
         # a broken file on SIGHUP: logged, old config kept, still serving
         cfg.write_text("integrity:\n  sample_interval_seconds: -5\n")
@@ -132,7 +137,7 @@ def test_daemon_lifecycle_under_systemd_protocol(
         assert time.monotonic() - started < 10
         assert '"daemon_stopped"' in (tmp_path / "daemon.log").read_text()
         # the embedded server was stopped with the daemon
-        assert not (tmp_path / "pgdata" / "postmaster.pid").exists()
+        assert not (server_root / "pgdata" / "postmaster.pid").exists()
     finally:
         if proc.poll() is None:
             proc.kill()

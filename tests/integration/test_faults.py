@@ -71,8 +71,8 @@ async def test_lock_holding_maintenance_job_yields_dependency_witness_edges(
 
 
 @pytest.fixture
-def streaming_pair(tmp_path: Path) -> Iterator[StreamingPair]:
-    pair = StreamingPair.create(tmp_path / "repl", primary_port=5441, standby_port=5442)
+def streaming_pair(server_root: Path) -> Iterator[StreamingPair]:
+    pair = StreamingPair.create(server_root / "repl", primary_port=5441, standby_port=5442)
     try:
         yield pair
     finally:

@@ -138,9 +138,9 @@ async def test_samples_are_pruned_in_batches_past_retention(
     assert await db.fetchval("SELECT count(*) FROM ruvector.integrity_samples") == 3
 
 
-async def test_a_daemon_on_a_standby_never_acts(tmp_path: Path) -> None:
+async def test_a_daemon_on_a_standby_never_acts(server_root: Path) -> None:
     pair = await anyio.to_thread.run_sync(
-        lambda: StreamingPair.create(tmp_path / "repl", primary_port=5443, standby_port=5444)
+        lambda: StreamingPair.create(server_root / "repl", primary_port=5443, standby_port=5444)
     )
     try:
         db = await Database.connect(options(pair.standby.dsn()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -113,3 +114,21 @@ def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "ruvectord.service" not in done.stderr, done.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to another user")
+def test_embedded_refuses_a_directory_its_user_cannot_enter(tmp_path: Path) -> None:
+    from ruvectord.embedded import EmbeddedError, EmbeddedPostgres
+
+    private = Path("/root") / f".ruvectord-test-{os.getpid()}"
+    private.mkdir(mode=0o700)
+    try:
+        if (Path("/root").stat().st_mode & 0o001) != 0:
+            pytest.skip("/root is searchable by others on this machine")
+        with pytest.raises(
+            EmbeddedError, match=r"which cannot enter /root/\.ruvectord-test-\d+; use a directory"
+        ):
+            EmbeddedPostgres(private / "pgdata").init()
+        assert Path("/root").stat().st_mode & 0o001 == 0  # and nothing was chmod-ed
+    finally:
+        shutil.rmtree(private, ignore_errors=True)

@@ -63,24 +63,7 @@ class ThrottleIngestion:
             return RemediationResult(True, 0, 0.0, {"dry_run": True, "would_set": levels})
         retry = ctx.settings.throttle.retry_after_seconds
         for op, pct in levels.items():
-            await ctx.sql.execute(
-                """
-                INSERT INTO ruvector.throttles
-                       (collection_id, operation, throttle_pct, retry_after_seconds, action_id,
-                        updated_at)
-                VALUES ($1, $2, $3, $4, $5, now())
-                ON CONFLICT (collection_id, operation) DO UPDATE SET
-                    throttle_pct = EXCLUDED.throttle_pct,
-                    retry_after_seconds = EXCLUDED.retry_after_seconds,
-                    action_id = EXCLUDED.action_id, updated_at = now()
-                """,
-                ctx.collection_id,
-                op,
-                pct,
-                retry,
-                ctx.action_id,
-                idempotent=True,
-            )
+            await _set_level(ctx.sql, ctx.collection_id, op, pct, retry, ctx.action_id)
         guard = "disabled by healing.throttle.install_trigger"
         if ctx.settings.throttle.install_trigger:
             guard = await ensure_guard(ctx.sql, ctx.table, ctx.collection_id, lock_timeout_ms=200)
@@ -103,24 +86,36 @@ class ThrottleIngestion:
                     idempotent=True,
                 )
             else:
-                await ctx.sql.execute(
-                    """
-                    INSERT INTO ruvector.throttles
-                           (collection_id, operation, throttle_pct, retry_after_seconds,
-                            action_id, updated_at)
-                    VALUES ($1, $2, $3, $4, $5, now())
-                    ON CONFLICT (collection_id, operation) DO UPDATE SET
-                        throttle_pct = EXCLUDED.throttle_pct,
-                        retry_after_seconds = EXCLUDED.retry_after_seconds,
-                        action_id = EXCLUDED.action_id, updated_at = now()
-                    """,
+                await _set_level(
+                    ctx.sql,
                     ctx.collection_id,
                     op,
                     before["throttle_pct"],
                     before["retry_after_seconds"],
                     before["action_id"],
-                    idempotent=True,
                 )
+
+
+async def _set_level(
+    sql: Sql, collection_id: int, op: str, pct: int, retry: float, action_id: int | None
+) -> None:
+    await sql.execute(
+        """
+        INSERT INTO ruvector.throttles
+               (collection_id, operation, throttle_pct, retry_after_seconds, action_id, updated_at)
+        VALUES ($1, $2, $3, $4, $5, now())
+        ON CONFLICT (collection_id, operation) DO UPDATE SET
+            throttle_pct = EXCLUDED.throttle_pct,
+            retry_after_seconds = EXCLUDED.retry_after_seconds,
+            action_id = EXCLUDED.action_id, updated_at = now()
+        """,
+        collection_id,
+        op,
+        pct,
+        retry,
+        action_id,
+        idempotent=True,
+    )
 
 
 async def ensure_guard(sql: Sql, table: str, collection_id: int, *, lock_timeout_ms: int) -> str:
