@@ -107,7 +107,9 @@ class HealingJournal(Protocol):
 
     async def update_action(self, action_id: int, status: str, **fields: Any) -> bool: ...
 
-    async def claim_approved(self, action_id: int, now: datetime) -> bool: ...
+    async def claim_approved(
+        self, action_id: int, now: datetime, rollback_data: Mapping[str, Any]
+    ) -> bool: ...
 
     async def approved_actions(self, collection_id: int) -> list[ActionRow]: ...
 
@@ -218,6 +220,7 @@ class RemediationEngine:
         self.audit = audit
         self.node = node
         self._one_at_a_time = anyio.Lock()
+        self._busy_with = ""
 
     @property
     def settings(self) -> HealingConfig:
@@ -242,14 +245,22 @@ class RemediationEngine:
             log.warning("approval_expired", action_id=expired)
         if not degraded:
             self.metrics.healing_cooldown.labels(name).set(0)
-            async with self._one_at_a_time:
-                return await self._lift(cycle)
-        high = self._config().integrity.threshold_high
-        if cycle.lambda_cut >= high:
-            # the state machine is holding for recovery; there is nothing to heal right now
-            return f"recovering: lambda {cycle.lambda_cut:.3f} >= {high:g}, no action needed"
+        else:
+            high = self._config().integrity.threshold_high
+            if cycle.lambda_cut >= high:
+                # the state machine is holding for recovery; there is nothing to heal right now
+                return f"recovering: lambda {cycle.lambda_cut:.3f} >= {high:g}, no action needed"
+        if self._one_at_a_time.locked():
+            # one action at a time; this collection's loop keeps sampling meanwhile
+            return f"waiting: a healing action on {self._busy_with} is in progress"
         async with self._one_at_a_time:
-            return await self._decide(cycle, monitor)
+            self._busy_with = name
+            try:
+                if not degraded:
+                    return await self._lift(cycle)
+                return await self._decide(cycle, monitor)
+            finally:
+                self._busy_with = ""
 
     async def _lift(self, cycle: Cycle) -> str | None:
         """Back to normal: undo, newest first, what was only meant for the incident."""
@@ -300,10 +311,8 @@ class RemediationEngine:
                     row.id, "failed", error_message="strategy is not registered"
                 )
                 continue
-            if not await self.journal.claim_approved(row.id, self.clock.now()):
-                continue
             problem = classify(cycle.result, cycle.snapshot, cfg.classifier)
-            outcome = await self._heal(strategy, problem, cycle, monitor, action_id=row.id)
+            outcome = await self._heal(strategy, problem, cycle, monitor, approved=row.id)
             return f"approved {outcome.describe()}"
 
         problem = classify(cycle.result, cycle.snapshot, cfg.classifier)
@@ -466,7 +475,7 @@ class RemediationEngine:
         cycle: Cycle,
         monitor: Measure,
         *,
-        action_id: int | None = None,
+        approved: int | None = None,
     ) -> Outcome:
         cfg = self.settings
         name = cycle.collection.name
@@ -479,17 +488,24 @@ class RemediationEngine:
             log.error(
                 "strategy_plan_failed", collection=name, strategy=strategy.name, error=str(exc)
             )
-            if action_id is not None:
-                await self.journal.update_action(action_id, "failed", error_message=str(exc))
-            return Outcome(strategy.name, action_id, "failed", error=f"plan failed: {exc}")
+            if approved is not None:
+                await self.journal.update_action(approved, "failed", error_message=str(exc))
+            return Outcome(strategy.name, approved, "failed", error=f"plan failed: {exc}")
+        # the journal row says "running", with the rollback data just read, before anything
+        # changes; for an approved action the claim and the fresh rollback data are one write
         try:
-            if action_id is None:
+            if approved is None:
                 action_id = await self.journal.open_action(
                     self._draft(strategy, problem, cycle, ctx, "running", started_at)
                 )
+            elif await self.journal.claim_approved(approved, started_at, ctx.rollback_data):
+                action_id = approved
             else:
-                await self.journal.update_action(
-                    action_id, "running", rollback_data=ctx.rollback_data, started_at=started_at
+                return Outcome(
+                    strategy.name,
+                    approved,
+                    "skipped",
+                    error="no longer approved, or another action is in flight",
                 )
         except InFlightError as exc:
             return Outcome(strategy.name, None, "skipped", error=str(exc))
@@ -526,7 +542,20 @@ class RemediationEngine:
                     if isinstance(exc, anyio.get_cancelled_exc_class())
                     else f"{type(exc).__name__}: {exc}"
                 )
+                outcome.error = why
                 await self._undo(strategy, ctx, outcome, bound, why, final_status="interrupted")
+                await self.journal.record_outcome(
+                    self._outcome_record(
+                        strategy,
+                        problem,
+                        cycle,
+                        ctx,
+                        result,
+                        outcome,
+                        started_at,
+                        time.perf_counter() - t0,
+                    )
+                )
             raise
         finally:
             unregister()
@@ -658,46 +687,69 @@ class RemediationEngine:
         started_at: datetime,
         duration: float,
     ) -> None:
-        cfg = self.settings
         now = self.clock.now()
-        improvement = None
-        if outcome.final_lambda is not None and cycle.lambda_cut > 0:
-            improvement = 100.0 * (outcome.final_lambda - cycle.lambda_cut) / cycle.lambda_cut
         degraded_since = await self.journal.degraded_since(cycle.collection.name)
         ttr = (
             (now - degraded_since).total_seconds() if degraded_since and outcome.verified else None
         )
         await self.journal.record_outcome(
-            OutcomeRecord(
-                collection_id=cycle.collection_id,
-                problem_class=problem.kind.value,
-                problem_details=problem.details(),
-                strategy_name=strategy.name,
-                strategy_params=ctx.params,
-                started_at=started_at,
-                completed_at=now,
-                duration_ms=int(duration * 1000),
-                success=result.success,
-                verified=outcome.verified,
-                actions_taken=result.actions_taken,
-                improvement_pct=improvement,
-                error_message=outcome.error,
-                initial_lambda=cycle.lambda_cut,
-                final_lambda=outcome.final_lambda,
-                witness_edges=cycle.result.witness_edges,
-                system_metrics={
-                    "state": cycle.state.value,
-                    "action_id": outcome.action_id,
-                    "status": outcome.status,
-                    "time_to_recovery_seconds": ttr,
-                    "backends": cycle.snapshot.activity.backends,
-                    "waiting": cycle.snapshot.activity.waiting,
-                    "memory_pct": (
-                        round(cycle.snapshot.memory.usage_pct, 2) if cycle.snapshot.memory else None
-                    ),
-                },
+            self._outcome_record(
+                strategy, problem, cycle, ctx, result, outcome, started_at, duration, ttr
             )
         )
+        await self._learn(strategy, problem, cycle, outcome, now)
+
+    def _outcome_record(
+        self,
+        strategy: Strategy,
+        problem: Problem,
+        cycle: Cycle,
+        ctx: RemediationContext,
+        result: RemediationResult,
+        outcome: Outcome,
+        started_at: datetime,
+        duration: float,
+        ttr: float | None = None,
+    ) -> OutcomeRecord:
+        improvement = None
+        if outcome.final_lambda is not None and cycle.lambda_cut > 0:
+            improvement = 100.0 * (outcome.final_lambda - cycle.lambda_cut) / cycle.lambda_cut
+        now = self.clock.now()
+        return OutcomeRecord(
+            collection_id=cycle.collection_id,
+            problem_class=problem.kind.value,
+            problem_details=problem.details(),
+            strategy_name=strategy.name,
+            strategy_params=ctx.params,
+            started_at=started_at,
+            completed_at=now,
+            duration_ms=int(duration * 1000),
+            success=result.success,
+            verified=outcome.verified,
+            actions_taken=result.actions_taken,
+            improvement_pct=improvement,
+            error_message=outcome.error,
+            initial_lambda=cycle.lambda_cut,
+            final_lambda=outcome.final_lambda,
+            witness_edges=cycle.result.witness_edges,
+            system_metrics={
+                "state": cycle.state.value,
+                "action_id": outcome.action_id,
+                "status": outcome.status,
+                "time_to_recovery_seconds": ttr,
+                "backends": cycle.snapshot.activity.backends,
+                "waiting": cycle.snapshot.activity.waiting,
+                "memory_pct": (
+                    round(cycle.snapshot.memory.usage_pct, 2) if cycle.snapshot.memory else None
+                ),
+            },
+        )
+
+    async def _learn(
+        self, strategy: Strategy, problem: Problem, cycle: Cycle, outcome: Outcome, now: datetime
+    ) -> None:
+        """Audit the attempt, recompute the weights (unless frozen), refresh the gauges."""
+        cfg = self.settings
         await self.audit(
             action_id=outcome.action_id,
             status=outcome.status,

@@ -135,13 +135,17 @@ class HealingStore:
         )
         return status_row is not None
 
-    async def claim_approved(self, action_id: int, now: datetime) -> bool:
+    async def claim_approved(
+        self, action_id: int, now: datetime, rollback_data: Mapping[str, Any]
+    ) -> bool:
         try:
             claimed = await self.db.fetchval(
                 "UPDATE ruvector.healing_actions SET status = 'running', started_at = $2, "
-                "updated_at = now() WHERE id = $1 AND status = 'approved' RETURNING id",
+                "rollback_data = $3, updated_at = now() "
+                "WHERE id = $1 AND status = 'approved' RETURNING id",
                 action_id,
                 now,
+                dict(rollback_data),
             )
         except asyncpg.UniqueViolationError:
             return False

@@ -54,6 +54,7 @@ class FakeStrategy:
     behaviour: str = "ok"  # ok | raise | hang | refuse
     rollback_fails: bool = False
     calls: list[str] = field(default_factory=list)
+    executing: anyio.Event = field(default_factory=anyio.Event)
 
     async def plan(self, ctx: RemediationContext) -> dict[str, Any]:
         self.calls.append("plan")
@@ -61,6 +62,7 @@ class FakeStrategy:
 
     async def execute(self, ctx: RemediationContext) -> RemediationResult:
         self.calls.append("execute")
+        self.executing.set()
         if self.behaviour == "raise":
             raise RuntimeError("disk on fire")
         if self.behaviour == "hang":
@@ -269,6 +271,7 @@ async def test_approval_waits_executes_once_approved_and_expires(rig_factory: An
     assert await rig.journal.decide(1, True, "dba", rig.clock.now()) == "approved"
     said = await rig.heal()
     assert said is not None and said.startswith("approved scale_replicas (action 1) verified")
+    assert s.calls == ["plan", "plan", "execute"]  # planned again right before it ran
     assert await rig.statuses() == ["succeeded"]
 
     # a second request is never approved and expires
@@ -364,6 +367,23 @@ async def test_shutdown_mid_action_rolls_back_before_exiting(rig_factory: Any) -
     assert await rig.statuses() == ["rolled_back"]
     err = await rig.db.fetchval("SELECT error_message FROM ruvector.healing_actions")
     assert err == "interrupted by shutdown"
+    outcome = await one(rig.db, "SELECT * FROM ruvector.healing_outcomes")  # one per attempt
+    assert (outcome["success"], outcome["verified"]) == (False, False)
+    assert outcome["error_message"] == "interrupted by shutdown"
+
+
+async def test_other_collections_keep_sampling_while_an_action_runs(rig_factory: Any) -> None:
+    s = FakeStrategy(behaviour="hang", estimated_duration=30)
+    rig: Rig = await rig_factory(s)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rig.heal)
+        with anyio.fail_after(10):
+            await s.executing.wait()
+        # a second sample (of this or any collection) does not wait for the lock
+        with anyio.fail_after(1):
+            said = await rig.heal()
+        assert said == "waiting: a healing action on items is in progress"
+        tg.cancel_scope.cancel()
 
 
 async def test_one_action_in_flight_per_database(rig_factory: Any) -> None:

@@ -80,3 +80,40 @@ async def test_hot_partition_degrades_after_exactly_degrade_samples(
         assert (event["previous_state"], event["new_state"]) == ("normal", "stress")
     finally:
         await conn.close()
+
+
+async def test_a_broken_collection_fails_alone_and_says_why(
+    db: Database, dsn: str, state_dir: Path
+) -> None:
+    conn = await connect(dsn)
+    try:
+        await create_collection(conn, SPEC)
+        config = make_config(dsn, state_dir, SPEC)
+        broken = config.collections[0].model_copy(
+            update={"name": "broken", "vector_column": "no_such_column"}
+        )
+        config = config.model_copy(update={"collections": (config.collections[0], broken)})
+        h = await harness(db, config)
+        good, bad = h.monitor("items"), h.monitor("broken")
+        assert await bad.cycle_safely() is None
+        assert (await good.cycle_safely()) is not None
+        row = await db.fetchrow(
+            "SELECT status, status_detail FROM ruvector.collections WHERE name = 'broken'"
+        )
+        assert row is not None
+        assert (row["status"], row["status_detail"]) == (
+            "error",
+            "column 'no_such_column' does not exist in public.items",
+        )
+        errors = h.metrics.sample_errors.labels("broken", "collection")._value.get()
+        assert errors == 1
+        assert h.runtime.decisions["broken"].startswith("broken: sample failed (column")
+        # fixed (here: the column appears), the next sample clears the error
+        await conn.execute("ALTER TABLE public.items ADD COLUMN no_such_column int")
+        assert await bad.cycle_safely() is not None
+        assert (
+            await db.fetchval("SELECT status FROM ruvector.collections WHERE name = 'broken'")
+            == "ok"
+        )
+    finally:
+        await conn.close()
