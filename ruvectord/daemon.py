@@ -28,9 +28,15 @@ from ruvectord.clock import Clock, SystemClock
 from ruvectord.config import CollectionConfig, Config, load_config
 from ruvectord.embedded import EmbeddedPostgres
 from ruvectord.errors import ConfigError
+from ruvectord.healing.engine import RemediationEngine
+from ruvectord.healing.journal import recover
+from ruvectord.healing.strategies import builtin_registry
+from ruvectord.healing.strategies.throttle_ingestion import ensure_guard
 from ruvectord.integrity.monitor import CollectionMonitor, Healer, Runtime, signed_event
 from ruvectord.logs import get_logger, setup_logging
 from ruvectord.metrics import Metrics, serve_http
+from ruvectord.postgres.actions import HealingStore
+from ruvectord.postgres.leader import ActorLock
 from ruvectord.postgres.migrations import migrate
 from ruvectord.postgres.pool import ConnectOptions, Database
 from ruvectord.postgres.sampler import Sampler
@@ -80,7 +86,7 @@ class Daemon:
         self.store: Store | None = None
         self.rt: Runtime | None = None
         self.healer: Healer | None = None
-        self.actor: Any = None  # the ActorLock, when healing is wired
+        self.actor: ActorLock | None = None  # when healing is wired
         self.collection_ids: dict[str, int] = {}
         self.loops: dict[str, _Loop] = {}
         self.metrics_port: int | None = None
@@ -359,13 +365,6 @@ def _logged(
 
 async def build_healer(daemon: Daemon) -> Healer | None:
     """The remediation engine, wired to this daemon's Postgres, clock, metrics and signer."""
-    from ruvectord.healing.engine import RemediationEngine
-    from ruvectord.healing.journal import recover
-    from ruvectord.healing.strategies import builtin_registry
-    from ruvectord.healing.strategies.throttle_ingestion import ensure_guard
-    from ruvectord.postgres.actions import HealingStore
-    from ruvectord.postgres.leader import ActorLock
-
     db, store, rt = daemon.db, daemon.store, daemon.rt
     assert db is not None and store is not None and rt is not None
     journal = HealingStore(db)

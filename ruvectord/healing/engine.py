@@ -479,7 +479,6 @@ class RemediationEngine:
     ) -> Outcome:
         cfg = self.settings
         name = cycle.collection.name
-        labels = (name, strategy.name)
         ctx = self._context(strategy, problem, cycle)
         started_at = self.clock.now()
         try:
@@ -501,39 +500,40 @@ class RemediationEngine:
             elif await self.journal.claim_approved(approved, started_at, ctx.rollback_data):
                 action_id = approved
             else:
-                return Outcome(
-                    strategy.name,
-                    approved,
-                    "skipped",
-                    error="no longer approved, or another action is in flight",
-                )
+                why = "no longer approved, or another action is in flight"
+                return Outcome(strategy.name, approved, "skipped", error=why)
         except InFlightError as exc:
             return Outcome(strategy.name, None, "skipped", error=str(exc))
         ctx.action_id = action_id
-        self.metrics.healing_attempts.labels(*labels).inc()
+        a = Attempt(
+            strategy,
+            problem,
+            cycle,
+            ctx,
+            started_at,
+            Outcome(strategy.name, action_id, "running", initial_lambda=cycle.lambda_cut),
+            log.bind(collection=name, strategy=strategy.name, action_id=action_id),
+        )
+        self.metrics.healing_attempts.labels(name, strategy.name).inc()
         self.metrics.healing_active.labels(name).set(1)
-        bound = log.bind(collection=name, strategy=strategy.name, action_id=action_id)
-        t0 = time.perf_counter()
-        outcome = Outcome(strategy.name, action_id, "running", initial_lambda=cycle.lambda_cut)
-        result = RemediationResult.failed("not executed")
         lost = anyio.CancelScope()
         unregister = self.actor.on_lost(lost.cancel)
         try:
             with lost:
-                result = await self._execute(strategy, ctx, bound)
-                if result.success:
+                a.result = await self._execute(a)
+                if a.result.success:
                     await self.journal.update_action(
-                        action_id, "verifying", result=_jsonable(result.metadata)
+                        action_id, "verifying", result=_jsonable(a.result.metadata)
                     )
                     await self.clock.sleep(cfg.settle_seconds)
                     after = await monitor.measure()
-                    outcome.final_lambda = after.lambda_cut
-                    outcome.verified = _improved(
+                    a.outcome.final_lambda = after.lambda_cut
+                    a.outcome.verified = _improved(
                         cycle.lambda_cut, after.lambda_cut, cfg.min_improvement
                     )
             if lost.cancelled_caught:
-                result = RemediationResult.failed("actor lock lost; stopped acting")
-                bound.error("actor_lost_during_action")
+                a.result = RemediationResult.failed("actor lock lost; stopped acting")
+                a.log.error("actor_lost_during_action")
         except BaseException as exc:
             # cancelled (shutdown) or something unexpected: undo, journal, then let it go on
             with anyio.CancelScope(shield=True), anyio.move_on_after(30):
@@ -542,25 +542,15 @@ class RemediationEngine:
                     if isinstance(exc, anyio.get_cancelled_exc_class())
                     else f"{type(exc).__name__}: {exc}"
                 )
-                outcome.error = why
-                await self._undo(strategy, ctx, outcome, bound, why, final_status="interrupted")
-                await self.journal.record_outcome(
-                    self._outcome_record(
-                        strategy,
-                        problem,
-                        cycle,
-                        ctx,
-                        result,
-                        outcome,
-                        started_at,
-                        time.perf_counter() - t0,
-                    )
-                )
+                a.outcome.error = why
+                await self._undo(a, why, final_status="interrupted")
+                await self.journal.record_outcome(self._outcome_record(a))
             raise
         finally:
             unregister()
             self.metrics.healing_active.labels(name).set(0)
 
+        outcome = a.outcome
         if outcome.verified:
             outcome.status = "succeeded"
             await self.journal.update_action(
@@ -569,43 +559,33 @@ class RemediationEngine:
                 final_lambda=outcome.final_lambda,
                 completed_at=self.clock.now(),
             )
-            self.metrics.healing_success.labels(*labels).inc()
-            bound.info("healing_verified", initial=cycle.lambda_cut, final=outcome.final_lambda)
+            self.metrics.healing_success.labels(name, strategy.name).inc()
+            a.log.info("healing_verified", initial=cycle.lambda_cut, final=outcome.final_lambda)
         else:
-            why = result.error or (
+            why = a.result.error or (
                 f"lambda {cycle.lambda_cut:.3f} -> {outcome.final_lambda:.3f} is not a "
                 f"{cfg.min_improvement:.0%} rise"
                 if outcome.final_lambda is not None
                 else "failed"
             )
             outcome.error = why
-            await self._undo(
-                strategy,
-                ctx,
-                outcome,
-                bound,
-                why,
-                final_status="failed" if result.error else "unverified",
-            )
-        duration = time.perf_counter() - t0
-        self.metrics.healing_duration.labels(*labels).observe(duration)
-        await self._record(strategy, problem, cycle, ctx, result, outcome, started_at, duration)
+            await self._undo(a, why, final_status="failed" if a.result.error else "unverified")
+        self.metrics.healing_duration.labels(name, strategy.name).observe(a.seconds)
+        await self._record(a)
         return outcome
 
-    async def _execute(
-        self, strategy: Strategy, ctx: RemediationContext, bound: Any
-    ) -> RemediationResult:
-        timeout = 2 * strategy.estimated_duration
+    async def _execute(self, a: Attempt) -> RemediationResult:
+        timeout = 2 * a.strategy.estimated_duration
         try:
             with anyio.fail_after(timeout):
-                result = await strategy.execute(ctx)
+                result = await a.strategy.execute(a.ctx)
         except TimeoutError:
-            bound.error("strategy_timed_out", timeout=timeout)
+            a.log.error("strategy_timed_out", timeout=timeout)
             return RemediationResult.failed(f"timed out after {timeout:g} s")
         except Exception as exc:
-            bound.error("strategy_failed", error=f"{type(exc).__name__}: {exc}")
+            a.log.error("strategy_failed", error=f"{type(exc).__name__}: {exc}")
             return RemediationResult.failed(f"{type(exc).__name__}: {exc}")
-        bound.info(
+        a.log.info(
             "strategy_executed",
             success=result.success,
             actions=result.actions_taken,
@@ -613,120 +593,100 @@ class RemediationEngine:
         )
         return result
 
-    async def _undo(
-        self,
-        strategy: Strategy,
-        ctx: RemediationContext,
-        outcome: Outcome,
-        bound: Any,
-        why: str,
-        *,
-        final_status: str,
-    ) -> None:
+    async def _undo(self, a: Attempt, why: str, *, final_status: str) -> None:
         """Roll back a reversible action; journal what happened, whatever happens.
 
         A reversible action ends `rolled_back` (or `rollback_failed`, which alerts); an
         irreversible one ends with `final_status` (failed, unverified, interrupted).
         """
-        assert ctx.action_id is not None
-        done = self.clock.now
-        if not strategy.reversible:
-            outcome.status = final_status
-            await self.journal.update_action(
-                ctx.action_id,
-                final_status,
-                error_message=why,
-                final_lambda=outcome.final_lambda,
-                completed_at=done(),
-            )
-            bound.warning("action_not_reversible", status=final_status, why=why)
-            return
-        await self.journal.update_action(ctx.action_id, "rolling_back", error_message=why)
-        try:
-            with anyio.fail_after(max(10.0, 2 * strategy.estimated_duration)):
-                await strategy.rollback(ctx)
-        except Exception as exc:
-            outcome.status = "rollback_failed"
-            outcome.error = f"{why}; rollback failed: {type(exc).__name__}: {exc}"
-            await self.journal.update_action(
-                ctx.action_id,
-                "rollback_failed",
-                error_message=outcome.error,
-                final_lambda=outcome.final_lambda,
-                completed_at=done(),
-            )
-            self.metrics.rollback_failures.labels(ctx.collection, strategy.name).inc()
-            bound.error("rollback_failed", error=str(exc), msg=outcome.error)
+        action_id, outcome = a.outcome.action_id, a.outcome
+        assert action_id is not None
+        status, error = final_status, why
+        if a.strategy.reversible:
+            await self.journal.update_action(action_id, "rolling_back", error_message=why)
+            try:
+                with anyio.fail_after(max(10.0, 2 * a.strategy.estimated_duration)):
+                    await a.strategy.rollback(a.ctx)
+                status = "rolled_back"
+            except Exception as exc:
+                status = "rollback_failed"
+                error = outcome.error = f"{why}; rollback failed: {type(exc).__name__}: {exc}"
+        outcome.status = status
+        await self.journal.update_action(
+            action_id,
+            status,
+            error_message=error,
+            final_lambda=outcome.final_lambda,
+            completed_at=self.clock.now(),
+        )
+        if status == "rollback_failed":
+            self.metrics.rollback_failures.labels(a.ctx.collection, a.strategy.name).inc()
+            a.log.error("rollback_failed", msg=error)
             await self.audit(
-                action_id=ctx.action_id,
-                status="rollback_failed",
-                strategy=strategy.name,
-                collection=ctx.collection,
-                error=outcome.error,
+                action_id=action_id,
+                status=status,
+                strategy=a.strategy.name,
+                collection=a.ctx.collection,
+                error=error,
                 event_type="alert",
             )
-            return
-        outcome.status = "rolled_back"
-        await self.journal.update_action(
-            ctx.action_id,
-            "rolled_back",
-            error_message=why,
-            final_lambda=outcome.final_lambda,
-            completed_at=done(),
-        )
-        bound.warning("action_rolled_back", why=why)
+        elif status == "rolled_back":
+            a.log.warning("action_rolled_back", why=why)
+        else:
+            a.log.warning("action_not_reversible", status=status, why=why)
 
-    async def _record(
-        self,
-        strategy: Strategy,
-        problem: Problem,
-        cycle: Cycle,
-        ctx: RemediationContext,
-        result: RemediationResult,
-        outcome: Outcome,
-        started_at: datetime,
-        duration: float,
-    ) -> None:
+    async def _record(self, a: Attempt) -> None:
+        """The outcome row, the signed audit event, the weights and the gauges."""
+        cfg = self.settings
         now = self.clock.now()
-        degraded_since = await self.journal.degraded_since(cycle.collection.name)
-        ttr = (
-            (now - degraded_since).total_seconds() if degraded_since and outcome.verified else None
+        name = a.cycle.collection.name
+        degraded_since = await self.journal.degraded_since(name)
+        ttr = None
+        if degraded_since is not None and a.outcome.verified:
+            ttr = (now - degraded_since).total_seconds()
+        await self.journal.record_outcome(self._outcome_record(a, ttr))
+        await self.audit(
+            action_id=a.outcome.action_id,
+            status=a.outcome.status,
+            strategy=a.strategy.name,
+            collection=name,
+            problem=a.problem.kind.value,
+            initial_lambda=a.cycle.lambda_cut,
+            final_lambda=a.outcome.final_lambda,
+            verified=a.outcome.verified,
         )
-        await self.journal.record_outcome(
-            self._outcome_record(
-                strategy, problem, cycle, ctx, result, outcome, started_at, duration, ttr
-            )
+        since = now - timedelta(days=cfg.learning_window_days)
+        if cfg.learning_enabled:
+            stats = strategy_weights(await self.journal.outcomes_since(since))
+            await self.journal.save_weights(stats)
+            self.registry.weights = {k: v.weight for k, v in stats.items()}
+        mine = effectiveness(await self.journal.outcomes_since(since, a.cycle.collection_id))
+        m = self.metrics
+        m.healing_success_rate.labels(name).set(mine.overall_success_rate)
+        m.healing_avg_improvement.labels(name).set(
+            sum(s.avg_improvement * s.attempts for s in mine.strategies) / max(1, mine.attempts)
         )
-        await self._learn(strategy, problem, cycle, outcome, now)
+        if mine.mean_time_to_recovery_seconds is not None:
+            m.healing_ttr.labels(name).set(mine.mean_time_to_recovery_seconds)
 
-    def _outcome_record(
-        self,
-        strategy: Strategy,
-        problem: Problem,
-        cycle: Cycle,
-        ctx: RemediationContext,
-        result: RemediationResult,
-        outcome: Outcome,
-        started_at: datetime,
-        duration: float,
-        ttr: float | None = None,
-    ) -> OutcomeRecord:
+    def _outcome_record(self, a: Attempt, ttr: float | None = None) -> OutcomeRecord:
+        cycle, outcome = a.cycle, a.outcome
         improvement = None
         if outcome.final_lambda is not None and cycle.lambda_cut > 0:
             improvement = 100.0 * (outcome.final_lambda - cycle.lambda_cut) / cycle.lambda_cut
-        now = self.clock.now()
+        memory = cycle.snapshot.memory
         return OutcomeRecord(
             collection_id=cycle.collection_id,
-            problem_class=problem.kind.value,
-            problem_details=problem.details(),
-            strategy_name=strategy.name,
-            strategy_params=ctx.params,
-            started_at=started_at,
-            completed_at=now,
-            duration_ms=int(duration * 1000),
-            success=result.success,
+            problem_class=a.problem.kind.value,
+            problem_details=a.problem.details(),
+            strategy_name=a.strategy.name,
+            strategy_params=a.ctx.params,
+            started_at=a.started_at,
+            completed_at=self.clock.now(),
+            duration_ms=int(a.seconds * 1000),
+            success=a.result.success,
             verified=outcome.verified,
-            actions_taken=result.actions_taken,
+            actions_taken=a.result.actions_taken,
             improvement_pct=improvement,
             error_message=outcome.error,
             initial_lambda=cycle.lambda_cut,
@@ -739,40 +699,30 @@ class RemediationEngine:
                 "time_to_recovery_seconds": ttr,
                 "backends": cycle.snapshot.activity.backends,
                 "waiting": cycle.snapshot.activity.waiting,
-                "memory_pct": (
-                    round(cycle.snapshot.memory.usage_pct, 2) if cycle.snapshot.memory else None
-                ),
+                "memory_pct": round(memory.usage_pct, 2) if memory else None,
             },
         )
 
-    async def _learn(
-        self, strategy: Strategy, problem: Problem, cycle: Cycle, outcome: Outcome, now: datetime
-    ) -> None:
-        """Audit the attempt, recompute the weights (unless frozen), refresh the gauges."""
-        cfg = self.settings
-        await self.audit(
-            action_id=outcome.action_id,
-            status=outcome.status,
-            strategy=strategy.name,
-            collection=cycle.collection.name,
-            problem=problem.kind.value,
-            initial_lambda=cycle.lambda_cut,
-            final_lambda=outcome.final_lambda,
-            verified=outcome.verified,
-        )
-        since = now - timedelta(days=cfg.learning_window_days)
-        if cfg.learning_enabled:
-            stats = strategy_weights(await self.journal.outcomes_since(since))
-            await self.journal.save_weights(stats)
-            self.registry.weights = {k: v.weight for k, v in stats.items()}
-        mine = effectiveness(await self.journal.outcomes_since(since, cycle.collection_id))
-        m = self.metrics
-        m.healing_success_rate.labels(cycle.collection.name).set(mine.overall_success_rate)
-        m.healing_avg_improvement.labels(cycle.collection.name).set(
-            sum(s.avg_improvement * s.attempts for s in mine.strategies) / max(1, mine.attempts)
-        )
-        if mine.mean_time_to_recovery_seconds is not None:
-            m.healing_ttr.labels(cycle.collection.name).set(mine.mean_time_to_recovery_seconds)
+
+@dataclass
+class Attempt:
+    """One healing attempt in flight: what the engine's steps pass to each other."""
+
+    strategy: Strategy
+    problem: Problem
+    cycle: Cycle
+    ctx: RemediationContext
+    started_at: datetime
+    outcome: Outcome
+    log: Any
+    result: RemediationResult = field(
+        default_factory=lambda: RemediationResult.failed("not executed")
+    )
+    t0: float = field(default_factory=time.perf_counter)
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
 
 
 def _improved(before: float, after: float, min_improvement: float) -> bool:
