@@ -139,6 +139,7 @@ class CollectionMonitor:
         self.previous: Snapshot | None = None
         self.last: Cycle | None = None
         self.failing: str | None = None
+        self._restored = False
         self.log = get_logger("ruvectord.monitor", collection=collection.name)
 
     @property
@@ -153,7 +154,6 @@ class CollectionMonitor:
             self.log.info("state_restored", state=saved.state.value, streak=saved.low_streak)
 
     async def run(self) -> None:
-        await self.restore()
         while True:
             started = self.rt.clock.monotonic()
             await self.cycle_safely()
@@ -163,6 +163,9 @@ class CollectionMonitor:
     async def cycle_safely(self) -> Cycle | None:
         """One cycle; a failure fails this sample only, never the loop or the daemon."""
         try:
+            if not self._restored:
+                await self.restore()  # retried every cycle until the database answers
+                self._restored = True
             return await self.cycle()
         except CollectionError as exc:
             self._failed("collection", exc.reason, exc)
@@ -283,7 +286,11 @@ class CollectionMonitor:
 
         healing = None
         if self.healer is not None:
-            healing = await self.healer.after_sample(cycle, self)
+            try:
+                healing = await self.healer.after_sample(cycle, self)
+            except Exception as exc:  # the sample stands; healing is retried next cycle
+                healing = f"healing step failed ({type(exc).__name__}: {exc})"
+                self.log.exception("healing_failed", msg=healing)
         line = sensor_line + (f"; {healing}" if healing else "")
         rt.decisions[self.name] = line
         for observe_cycle in rt.observers:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ruvectord.integrity.hysteresis import State
 from ruvectord.postgres.pool import Database
+from ruvectord.postgres.store import Store
 from ruvectord.scenarios.collection import (
     CollectionSpec,
     create_collection,
@@ -15,6 +16,7 @@ from ruvectord.scenarios.collection import (
     insert_rows,
     uniform,
 )
+from tests.conftest import options
 from tests.helpers import connect, harness, make_config
 
 SPEC = CollectionSpec(partitions=8, rows_per_partition=50)
@@ -115,5 +117,27 @@ async def test_a_broken_collection_fails_alone_and_says_why(
             await db.fetchval("SELECT status FROM ruvector.collections WHERE name = 'broken'")
             == "ok"
         )
+    finally:
+        await conn.close()
+
+
+async def test_a_database_outage_fails_samples_not_the_loop(
+    db: Database, dsn: str, state_dir: Path
+) -> None:
+    conn = await connect(dsn)
+    try:
+        await create_collection(conn, SPEC)
+        h = await harness(db, make_config(dsn, state_dir, SPEC))
+        monitor = h.monitor("items")
+        gone = await Database.connect(options(dsn))
+        await gone.close()
+        h.runtime.store = Store(gone)  # every read and write of ruvector.* fails
+        assert await monitor.cycle_safely() is None  # restoring the state failed
+        assert await monitor.cycle_safely() is None
+        assert monitor.failing is not None and "pool is closed" in monitor.failing
+        assert h.metrics.sample_errors.labels("items", "database")._value.get() == 2
+        h.runtime.store = h.store  # the database is back
+        cycle = await monitor.cycle_safely()
+        assert cycle is not None and monitor.failing is None
     finally:
         await conn.close()
