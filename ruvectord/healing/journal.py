@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import anyio
+
 from ruvectord.config import HealingConfig
 from ruvectord.healing.engine import ActionRow, Audit, HealingJournal, OutcomeRecord
 from ruvectord.healing.problems import problem_from_json
@@ -31,50 +33,65 @@ async def recover(
     """Roll back or mark every in-flight action; returns (action id, new status) pairs."""
     done: list[tuple[int, str]] = []
     for row in await journal.in_flight():
-        status, error = await _recover_one(row, registry, sql, settings)
-        changed = await journal.update_action(row.id, status, error_message=error, completed_at=now)
-        if not changed:
-            continue  # someone else (the former actor, shutting down) finished it meanwhile
-        await journal.record_outcome(
-            OutcomeRecord(
-                collection_id=row.collection_id,
-                problem_class=row.problem_class,
-                problem_details=row.problem_details,
-                strategy_name=row.strategy_name,
-                strategy_params=row.strategy_params,
-                started_at=row.created_at,
-                completed_at=now,
-                duration_ms=max(0, int((now - row.created_at).total_seconds() * 1000)),
-                success=False,
-                verified=False,
-                actions_taken=0,
-                improvement_pct=None,
-                error_message=error,
-                initial_lambda=row.initial_lambda,
-                final_lambda=None,
-                witness_edges=[],
-                system_metrics={"action_id": row.id, "status": status, "recovered": True},
-            )
-        )
-        event = "alert" if status == "rollback_failed" else "recovery"
-        await audit(
-            action_id=row.id,
-            status=status,
-            strategy=row.strategy_name,
-            collection=row.collection,
-            error=error,
-            event_type=event,
-        )
-        log.warning(
-            "action_recovered",
-            action_id=row.id,
-            collection=row.collection,
-            strategy=row.strategy_name,
-            status=status,
-            msg=error,
-        )
-        done.append((row.id, status))
+        # each action is undone and recorded as a whole, even if a shutdown arrives meanwhile
+        with anyio.CancelScope(shield=True):
+            status = await _recover_and_record(journal, registry, sql, settings, audit, now, row)
+        if status is not None:
+            done.append((row.id, status))
     return done
+
+
+async def _recover_and_record(
+    journal: HealingJournal,
+    registry: StrategyRegistry,
+    sql: Sql,
+    settings: HealingConfig,
+    audit: Audit,
+    now: datetime,
+    row: ActionRow,
+) -> str | None:
+    status, error = await _recover_one(row, registry, sql, settings)
+    changed = await journal.update_action(row.id, status, error_message=error, completed_at=now)
+    if not changed:
+        return None  # someone else (the former actor, shutting down) finished it meanwhile
+    await journal.record_outcome(
+        OutcomeRecord(
+            collection_id=row.collection_id,
+            problem_class=row.problem_class,
+            problem_details=row.problem_details,
+            strategy_name=row.strategy_name,
+            strategy_params=row.strategy_params,
+            started_at=row.created_at,
+            completed_at=now,
+            duration_ms=max(0, int((now - row.created_at).total_seconds() * 1000)),
+            success=False,
+            verified=False,
+            actions_taken=0,
+            improvement_pct=None,
+            error_message=error,
+            initial_lambda=row.initial_lambda,
+            final_lambda=None,
+            witness_edges=[],
+            system_metrics={"action_id": row.id, "status": status, "recovered": True},
+        )
+    )
+    await audit(
+        action_id=row.id,
+        status=status,
+        strategy=row.strategy_name,
+        collection=row.collection,
+        error=error,
+        event_type="alert" if status == "rollback_failed" else "recovery",
+    )
+    log.warning(
+        "action_recovered",
+        action_id=row.id,
+        collection=row.collection,
+        strategy=row.strategy_name,
+        status=status,
+        msg=error,
+    )
+    return status
 
 
 async def _recover_one(
@@ -100,7 +117,8 @@ async def _recover_one(
         action_id=row.id,
     )
     try:
-        await strategy.rollback(ctx)
+        with anyio.fail_after(max(10.0, 2 * strategy.estimated_duration)):
+            await strategy.rollback(ctx)
     except Exception as exc:
         return "rollback_failed", f"{was}; rollback failed: {type(exc).__name__}: {exc}"
     return "rolled_back", f"{was}; rolled back at takeover"

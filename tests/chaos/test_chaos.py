@@ -125,6 +125,12 @@ async def test_sigkill_mid_action_is_rolled_back_at_restart(dsn: str, tmp_path: 
                 60,
                 row["id"],
             )
+            # recovery journals, then records the outcome, then signs the event: wait for all
+            await _until(
+                conn,
+                "SELECT count(*) FROM ruvector.integrity_events WHERE event_type = 'recovery'",
+                30,
+            )
         assert status == "rolled_back"
         assert await conn.fetchval("SELECT count(*) FROM ruvector.throttles") == 0
         err = await conn.fetchval(
