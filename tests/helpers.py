@@ -12,12 +12,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ruvectord.audit import Signer
 from ruvectord.clock import ManualClock
 from ruvectord.config import Config
-from ruvectord.integrity.monitor import CollectionMonitor, Healer, Runtime
+from ruvectord.integrity.monitor import CollectionMonitor, Cycle, Healer, Runtime
 from ruvectord.metrics import Metrics
 from ruvectord.postgres.pool import Database, init_connection
 from ruvectord.postgres.sampler import Sampler
 from ruvectord.postgres.store import Store
-from ruvectord.scenarios.collection import CollectionSpec
+from ruvectord.scenarios.collection import CollectionSpec, flush_stats, hot, insert_rows
 
 
 def make_config(
@@ -71,6 +71,22 @@ async def harness(db: Database, config: Config, clock: ManualClock | None = None
     ids = await store.sync_collections(config)
     rt = Runtime(config, clock, metrics, signer, store)
     return Harness(config, db, store, rt, clock, metrics, ids)
+
+
+async def hot_sample(
+    conn: asyncpg.Connection,
+    h: Harness,
+    monitor: CollectionMonitor,
+    spec: CollectionSpec,
+    *,
+    shard: int = 3,
+    background: int = 5,
+) -> Cycle:
+    """One second of a write burst on one partition, made visible, then one sample."""
+    await insert_rows(conn, spec, hot(spec, shard, 600, background=background))
+    await flush_stats(conn)
+    h.clock.advance(1)
+    return await monitor.cycle()
 
 
 async def connect(dsn: str) -> asyncpg.Connection:

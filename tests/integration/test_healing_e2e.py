@@ -28,11 +28,8 @@ from ruvectord.scenarios.collection import (
     THROTTLED_SQLSTATE,
     CollectionSpec,
     create_collection,
-    flush_stats,
-    hot,
-    insert_rows,
 )
-from tests.helpers import connect, harness, make_config
+from tests.helpers import connect, harness, hot_sample, make_config
 
 SPEC = CollectionSpec(partitions=8, rows_per_partition=20)
 
@@ -182,10 +179,7 @@ async def test_hot_partition_is_healed_end_to_end_and_recorded(
             await monitor.cycle()
             lines = []
             for _ in range(3):  # degrade_samples = 3
-                await insert_rows(conn, SPEC, hot(SPEC, 3, 600, background=5))
-                await flush_stats(conn)
-                h.clock.advance(1)
-                cycle = await monitor.cycle()
+                cycle = await hot_sample(conn, h, monitor, SPEC)
                 lines.append(h.runtime.decisions["items"])
             assert cycle.state is State.STRESS
             assert "hot partition public.items_p3" in lines[-1]

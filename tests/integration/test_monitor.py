@@ -12,12 +12,11 @@ from ruvectord.scenarios.collection import (
     CollectionSpec,
     create_collection,
     flush_stats,
-    hot,
     insert_rows,
     uniform,
 )
 from tests.conftest import options
-from tests.helpers import connect, harness, make_config
+from tests.helpers import connect, harness, hot_sample, make_config
 
 SPEC = CollectionSpec(partitions=8, rows_per_partition=50)
 
@@ -61,10 +60,7 @@ async def test_hot_partition_degrades_after_exactly_degrade_samples(
         assert first.state is State.NORMAL
         states = []
         for _ in range(4):
-            await insert_rows(conn, SPEC, hot(SPEC, 3, 600, background=5))
-            await flush_stats(conn)
-            h.clock.advance(1.0)
-            cycle = await monitor.cycle()
+            cycle = await hot_sample(conn, h, monitor, SPEC)
             states.append(cycle.state)
             assert cycle.lambda_cut < 0.8
         assert states == [State.NORMAL] * 3 + [State.STRESS]

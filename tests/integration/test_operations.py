@@ -18,13 +18,10 @@ from ruvectord.postgres.store import Store
 from ruvectord.scenarios.collection import (
     CollectionSpec,
     create_collection,
-    flush_stats,
-    hot,
-    insert_rows,
 )
 from ruvectord.scenarios.replica import StreamingPair
 from tests.conftest import options
-from tests.helpers import connect, harness, make_config
+from tests.helpers import connect, harness, hot_sample, make_config
 
 SPEC = CollectionSpec(partitions=8, rows_per_partition=20)
 
@@ -58,10 +55,7 @@ async def _degrade(dsn: str, db: Database, state_dir: Path, samples: int = 3) ->
         monitor = h.monitor("items")
         await monitor.cycle()
         for _ in range(samples):
-            await insert_rows(conn, SPEC, hot(SPEC, 2, 600))
-            await flush_stats(conn)
-            h.clock.advance(1)
-            await monitor.cycle()
+            await hot_sample(conn, h, monitor, SPEC, shard=2, background=0)
     finally:
         await conn.close()
 
