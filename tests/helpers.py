@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,13 @@ from ruvectord.metrics import Metrics
 from ruvectord.postgres.pool import Database, init_connection
 from ruvectord.postgres.sampler import Sampler
 from ruvectord.postgres.store import Store
-from ruvectord.scenarios.collection import CollectionSpec, flush_stats, hot, insert_rows
+from ruvectord.scenarios.collection import (
+    CollectionSpec,
+    create_collection,
+    flush_stats,
+    hot,
+    insert_rows,
+)
 
 
 def make_config(
@@ -87,6 +95,17 @@ async def hot_sample(
     await flush_stats(conn)
     h.clock.advance(1)
     return await monitor.cycle()
+
+
+@asynccontextmanager
+async def collection(dsn: str, spec: CollectionSpec) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to a database holding a freshly created collection."""
+    conn = await connect(dsn)
+    try:
+        await create_collection(conn, spec)
+        yield conn
+    finally:
+        await conn.close()
 
 
 async def connect(dsn: str) -> asyncpg.Connection:

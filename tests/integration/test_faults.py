@@ -17,7 +17,7 @@ from ruvectord.postgres.sampler import Sampler
 from ruvectord.scenarios.collection import CollectionSpec, create_collection, flush_stats
 from ruvectord.scenarios.replica import StreamingPair
 from tests.conftest import options
-from tests.helpers import connect, harness, make_config
+from tests.helpers import collection, connect, harness, make_config
 
 SPEC = CollectionSpec(partitions=8, rows_per_partition=20)
 
@@ -138,9 +138,7 @@ async def test_paused_standby_yields_replication_witness_edges(
 
 
 async def test_sampling_never_scans_the_collection(db: Database, dsn: str, state_dir: Path) -> None:
-    conn = await connect(dsn)
-    try:
-        await create_collection(conn, SPEC)
+    async with collection(dsn, SPEC) as conn:
         await flush_stats(conn)
         counters_sql = (
             "SELECT sum(seq_scan)::bigint, sum(coalesce(idx_scan, 0))::bigint, "
@@ -159,5 +157,3 @@ async def test_sampling_never_scans_the_collection(db: Database, dsn: str, state
         after = await conn.fetchrow(counters_sql)
         assert before is not None and after is not None
         assert tuple(after) == tuple(before)
-    finally:
-        await conn.close()

@@ -29,7 +29,7 @@ from ruvectord.scenarios.collection import (
     CollectionSpec,
     create_collection,
 )
-from tests.helpers import connect, harness, hot_sample, make_config
+from tests.helpers import collection, connect, harness, hot_sample, make_config
 
 SPEC = CollectionSpec(partitions=8, rows_per_partition=20)
 
@@ -69,9 +69,7 @@ def _context(db: Database, config: Config, cid: int, state: State) -> Remediatio
 async def test_the_guard_rejects_the_throttled_share_and_nothing_after_rollback(
     db: Database, dsn: str, state_dir: Path
 ) -> None:
-    conn = await connect(dsn)
-    try:
-        await create_collection(conn, SPEC)
+    async with collection(dsn, SPEC) as conn:
         config = make_config(dsn, state_dir, SPEC)
         cid = (await Store(db).sync_collections(config))["items"]
         assert await ensure_guard(db, "public.items", cid, lock_timeout_ms=1000) == "installed now"
@@ -108,16 +106,12 @@ async def test_the_guard_rejects_the_throttled_share_and_nothing_after_rollback(
         assert await db.fetchval("SELECT count(*) FROM ruvector.throttles") == 0
         accepted, rejected = await _inserts(conn, 1000)
         assert (accepted, rejected) == (1000, [])
-    finally:
-        await conn.close()
 
 
 async def test_rollback_restores_the_exact_previous_levels(
     db: Database, dsn: str, state_dir: Path
 ) -> None:
-    conn = await connect(dsn)
-    try:
-        await create_collection(conn, SPEC)
+    async with collection(dsn, SPEC):
         config = make_config(dsn, state_dir, SPEC)
         cid = (await Store(db).sync_collections(config))["items"]
         await db.execute(
@@ -138,8 +132,6 @@ async def test_rollback_restores_the_exact_previous_levels(
             "SELECT operation, throttle_pct, retry_after_seconds FROM ruvector.throttles"
         )
         assert [tuple(r) for r in rows] == [("insert", 20, 7.0)]
-    finally:
-        await conn.close()
 
 
 @asynccontextmanager

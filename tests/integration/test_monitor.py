@@ -10,13 +10,12 @@ from ruvectord.postgres.pool import Database
 from ruvectord.postgres.store import Store
 from ruvectord.scenarios.collection import (
     CollectionSpec,
-    create_collection,
     flush_stats,
     insert_rows,
     uniform,
 )
 from tests.conftest import options
-from tests.helpers import connect, harness, hot_sample, make_config
+from tests.helpers import collection, harness, hot_sample, make_config
 
 SPEC = CollectionSpec(partitions=8, rows_per_partition=50)
 
@@ -24,9 +23,7 @@ SPEC = CollectionSpec(partitions=8, rows_per_partition=50)
 async def test_healthy_steady_workload_stays_normal_for_50_samples(
     db: Database, dsn: str, state_dir: Path
 ) -> None:
-    conn = await connect(dsn)
-    try:
-        await create_collection(conn, SPEC)
+    async with collection(dsn, SPEC) as conn:
         h = await harness(db, make_config(dsn, state_dir, SPEC))
         monitor = h.monitor("items")
         rng = random.Random(7)
@@ -43,16 +40,12 @@ async def test_healthy_steady_workload_stays_normal_for_50_samples(
             "SELECT count(*) FROM ruvector.integrity_samples WHERE state = 'normal'"
         )
         assert samples == 50
-    finally:
-        await conn.close()
 
 
 async def test_hot_partition_degrades_after_exactly_degrade_samples(
     db: Database, dsn: str, state_dir: Path
 ) -> None:
-    conn = await connect(dsn)
-    try:
-        await create_collection(conn, SPEC)
+    async with collection(dsn, SPEC) as conn:
         config = make_config(dsn, state_dir, SPEC, integrity={"degrade_samples": 4})
         h = await harness(db, config)
         monitor = h.monitor("items")
@@ -76,16 +69,12 @@ async def test_hot_partition_degrades_after_exactly_degrade_samples(
         )
         assert event is not None
         assert (event["previous_state"], event["new_state"]) == ("normal", "stress")
-    finally:
-        await conn.close()
 
 
 async def test_a_broken_collection_fails_alone_and_says_why(
     db: Database, dsn: str, state_dir: Path
 ) -> None:
-    conn = await connect(dsn)
-    try:
-        await create_collection(conn, SPEC)
+    async with collection(dsn, SPEC) as conn:
         config = make_config(dsn, state_dir, SPEC)
         broken = config.collections[0].model_copy(
             update={"name": "broken", "vector_column": "no_such_column"}
@@ -113,16 +102,12 @@ async def test_a_broken_collection_fails_alone_and_says_why(
             await db.fetchval("SELECT status FROM ruvector.collections WHERE name = 'broken'")
             == "ok"
         )
-    finally:
-        await conn.close()
 
 
 async def test_a_database_outage_fails_samples_not_the_loop(
     db: Database, dsn: str, state_dir: Path
 ) -> None:
-    conn = await connect(dsn)
-    try:
-        await create_collection(conn, SPEC)
+    async with collection(dsn, SPEC):
         h = await harness(db, make_config(dsn, state_dir, SPEC))
         monitor = h.monitor("items")
         gone = await Database.connect(options(dsn))
@@ -135,5 +120,3 @@ async def test_a_database_outage_fails_samples_not_the_loop(
         h.runtime.store = h.store  # the database is back
         cycle = await monitor.cycle_safely()
         assert cycle is not None and monitor.failing is None
-    finally:
-        await conn.close()

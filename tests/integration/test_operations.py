@@ -17,11 +17,10 @@ from ruvectord.postgres.pool import Database
 from ruvectord.postgres.store import Store
 from ruvectord.scenarios.collection import (
     CollectionSpec,
-    create_collection,
 )
 from ruvectord.scenarios.replica import StreamingPair
 from tests.conftest import options
-from tests.helpers import connect, harness, hot_sample, make_config
+from tests.helpers import collection, harness, hot_sample, make_config
 
 SPEC = CollectionSpec(partitions=8, rows_per_partition=20)
 
@@ -48,16 +47,12 @@ async def _config_file(tmp: Path, dsn: str) -> Path:
 
 
 async def _degrade(dsn: str, db: Database, state_dir: Path, samples: int = 3) -> None:
-    conn = await connect(dsn)
-    try:
-        await create_collection(conn, SPEC)
+    async with collection(dsn, SPEC) as conn:
         h = await harness(db, make_config(dsn, state_dir, SPEC))
         monitor = h.monitor("items")
         await monitor.cycle()
         for _ in range(samples):
             await hot_sample(conn, h, monitor, SPEC, shard=2, background=0)
-    finally:
-        await conn.close()
 
 
 async def test_status_and_audit_verify_from_the_cli(
@@ -158,9 +153,7 @@ async def test_a_daemon_on_a_standby_never_acts(server_root: Path) -> None:
 async def test_vector_indexes_are_seen_with_their_size(
     db: Database, dsn: str, state_dir: Path
 ) -> None:
-    conn = await connect(dsn)
-    try:
-        await create_collection(conn, SPEC)
+    async with collection(dsn, SPEC):
         h = await harness(db, make_config(dsn, state_dir, SPEC))
         cycle = await h.monitor("items").cycle()
         indexes = cycle.snapshot.indexes
@@ -169,5 +162,3 @@ async def test_vector_indexes_are_seen_with_their_size(
         nodes = [n for n in cycle.result.graph.nodes if n.kind.value == "index"]
         assert len(nodes) == SPEC.partitions
         assert all(n.attrs["bytes_per_live_tuple"] > 0 for n in nodes)
-    finally:
-        await conn.close()
