@@ -1,9 +1,14 @@
-"""Ed25519 keys, the canonical serialisation of events, signing and verifying.
+"""Ed25519 keys, the canonical serialisation of events, signing, verifying and chaining.
 
 The canonical form is JSON with sorted keys, no insignificant whitespace, UTF-8, and
 timestamps as ISO-8601 UTC with microseconds. Every value in it survives a round trip through
 PostgreSQL (float8, jsonb, timestamptz), so a row read back verifies bit for bit; any change
 to any signed column does not.
+
+Events form a hash chain: each one signs `prev_hash`, the SHA-256 of the previous event's
+canonical form and signature (`event_hash`), so deleting, reordering or replaying a row breaks
+the chain even though every remaining signature is valid. Events from before the chain existed
+have no `prev_hash` and sign exactly what they signed then.
 """
 
 from __future__ import annotations
@@ -35,10 +40,13 @@ SIGNED_FIELDS = (
     "metadata",
     "signer_id",
     "created_at",
+    "prev_hash",  # left out of the canonical form when absent (events older than the chain)
 )
 
 
 def _normalise(value: Any) -> Any:
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).hex()
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("naive datetime in a signed event")
@@ -58,9 +66,16 @@ def _normalise(value: Any) -> Any:
 def canonical(event: Mapping[str, Any]) -> bytes:
     """The exact bytes that are signed: the signed fields of `event`, canonically encoded."""
     payload = {key: _normalise(event.get(key)) for key in SIGNED_FIELDS}
+    if payload["prev_hash"] is None:
+        del payload["prev_hash"]
     return json.dumps(
         payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode()
+
+
+def event_hash(event: Mapping[str, Any], signature: bytes) -> bytes:
+    """The link the next event signs: SHA-256 over this event's canonical form and signature."""
+    return hashlib.sha256(canonical(event) + bytes(signature)).digest()
 
 
 def key_id(public: Ed25519PublicKey) -> str:
@@ -98,6 +113,32 @@ def verify(public_key: bytes, event: Mapping[str, Any], signature: bytes) -> boo
     return True
 
 
+def public_key_from_hex(text: str) -> bytes:
+    """A pinned public key as configured: 64 hex digits (the raw 32-byte Ed25519 key)."""
+    raw = bytes.fromhex(text.strip())
+    if len(raw) != 32:
+        raise ValueError(f"{text!r} is not 32 bytes")
+    Ed25519PublicKey.from_public_bytes(raw)
+    return raw
+
+
+def pinned_keys(key_file: Path | None, configured: tuple[str, ...]) -> dict[str, bytes]:
+    """Signer id -> public key for every key an operator trusts: the configured list, and
+    the daemon's own key file when it is readable here. Blocking file I/O."""
+    keys = {}
+    for text in configured:
+        raw = public_key_from_hex(text)
+        keys[key_id(Ed25519PublicKey.from_public_bytes(raw))] = raw
+    if key_file is not None:
+        try:
+            signer = _read_key(key_file)
+        except FileNotFoundError:
+            signer = None
+        if signer is not None:
+            keys[signer.id] = signer.public_bytes
+    return keys
+
+
 def load_or_create_key(path: Path) -> tuple[Signer, bool]:
     """Read the PEM private key at `path`, creating it (mode 0600) if missing.
 
@@ -105,9 +146,17 @@ def load_or_create_key(path: Path) -> tuple[Signer, bool]:
     through a worker thread from async code.
     """
     try:
-        data = path.read_bytes()
+        return _read_key(path), False
     except FileNotFoundError:
         return _create_key(path), True
+
+
+def _read_key(path: Path) -> Signer:
+    """Read an existing PEM private key; FileNotFoundError when there is none."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
     except OSError as exc:
         raise UserError(f"signing key {path}: cannot read: {exc.strerror}") from None
     mode = path.stat().st_mode & 0o777
@@ -121,7 +170,7 @@ def load_or_create_key(path: Path) -> tuple[Signer, bool]:
         raise UserError(f"signing key {path}: not a PEM private key ({exc})") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise UserError(f"signing key {path}: not an Ed25519 key")
-    return Signer(key), False
+    return Signer(key)
 
 
 def _create_key(path: Path) -> Signer:
@@ -136,7 +185,7 @@ def _create_key(path: Path) -> Signer:
         # O_EXCL: two daemons starting at once must not overwrite each other's key
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return load_or_create_key(path)[0]
+        return _read_key(path)
     except OSError as exc:
         raise UserError(f"signing key {path}: cannot create: {exc.strerror}") from None
     with os.fdopen(fd, "wb") as fh:

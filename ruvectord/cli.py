@@ -52,7 +52,17 @@ def _parser() -> argparse.ArgumentParser:
         help="start a private PostgreSQL 18 with pgvector in DIR and monitor it",
     )
     sub.add_parser("check-config", parents=[common], help="validate the config file and exit")
-    sub.add_parser("migrate", parents=[common, db], help="apply pending schema migrations")
+    mig = sub.add_parser(
+        "migrate",
+        parents=[common, db],
+        help="apply pending schema migrations (as an administrator: a superuser or a member "
+        "of ruvector_owner)",
+    )
+    mig.add_argument(
+        "--admin-dsn",
+        metavar="URI",
+        help="connect as this administrator for the migration (the daemon's own role cannot)",
+    )
     status = sub.add_parser("status", parents=[common, db], help="integrity state per collection")
     status.add_argument("collection", nargs="?", help="one collection (default: all)")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -61,12 +71,32 @@ def _parser() -> argparse.ArgumentParser:
     audit_sub.add_parser(
         "verify", parents=[common, db], help="verify the signature of every integrity event"
     )
+    audit_sub.add_parser(
+        "key", parents=[common], help="print this daemon's public key (to pin on other nodes)"
+    )
     heal = sub.add_parser("heal", help="healing actions: list, approve, reject")
     heal_sub = heal.add_subparsers(dest="heal_command", required=True, metavar="SUBCOMMAND")
     heal_sub.add_parser("list", parents=[common, db], help="recent healing actions")
     for verb in ("approve", "reject"):
         h = heal_sub.add_parser(verb, parents=[common, db], help=f"{verb} a pending action")
         h.add_argument("action_id", type=_positive_int, help="the action id (see heal list)")
+        if verb == "reject":
+            h.add_argument("--reason", help="why (recorded in the journal and the audit trail)")
+    pause = sub.add_parser(
+        "pause",
+        parents=[common, db],
+        help="switch healing off for every daemon on the database (lifts held throttles)",
+    )
+    pause.add_argument("--reason", help="why (recorded and shown in every decision line)")
+    sub.add_parser("resume", parents=[common, db], help="switch healing back on")
+    throttle = sub.add_parser("throttle", help="throttles in force: list, lift")
+    t_sub = throttle.add_subparsers(dest="throttle_command", required=True, metavar="SUBCOMMAND")
+    t_list = t_sub.add_parser("list", parents=[common, db], help="every throttle and its lease")
+    t_list.add_argument("--json", action="store_true", help="print JSON")
+    lift = t_sub.add_parser(
+        "lift", parents=[common, db], help="take a collection's throttle off now"
+    )
+    lift.add_argument("collection", help="the collection (see status)")
     sub.add_parser(
         "effectiveness",
         parents=[common, db],
@@ -104,15 +134,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatabaseUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except asyncpg.InsufficientPrivilegeError as exc:
+        print(
+            f"error: {redact(str(exc))}; this needs a role with the right membership "
+            "(ruvector_operator for changes, ruvector_reader for reading): connect as one "
+            "with --dsn, or GRANT it (deploy/sql/roles.sql)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except asyncpg.PostgresError as exc:
         code = getattr(exc, "sqlstate", "")
-        print(f"error: PostgreSQL said: {redact(str(exc))} (SQLSTATE {code})", file=sys.stderr)
+        hint = getattr(exc, "hint", None)
+        text = redact(str(exc)) + (f" (hint: {hint})" if hint else "")
+        if code in _BAD_INPUT:
+            print(f"error: {text}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"error: PostgreSQL said: {text} (SQLSTATE {code})", file=sys.stderr)
         return EXIT_FAILURE
     except RuvectordError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+
+
+# SQLSTATEs the ruvector_* functions raise for a bad argument (not a broken database)
+_BAD_INPUT = frozenset({"22004", "22023", "42704", "55000", "P0002"})
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -143,11 +190,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "run":
         return _run_daemon(args, config)
     if cmd == "migrate":
+        if args.admin_dsn:
+            args.dsn = args.admin_dsn
         return _with_db(args, config, _migrate)
     if cmd == "status":
         return _with_db(args, config, lambda db: _status(db, config, args))
     if cmd == "audit":
-        return _with_db(args, config, _audit_verify)
+        if args.audit_command == "key":
+            return _audit_key(config)
+        return _with_db(args, config, lambda db: _audit_verify(db, config))
+    if cmd in ("pause", "resume"):
+        return _with_db(args, config, lambda db: _enable(db, args, cmd == "resume"))
+    if cmd == "throttle":
+        return _with_db(args, config, lambda db: _throttle(db, args))
     if cmd == "heal":
         return _with_db(args, config, lambda db: _heal(db, args))
     if cmd == "effectiveness":
@@ -218,22 +273,84 @@ async def _status(db: Any, config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _audit_verify(db: Any) -> int:
+def _audit_key(config: Config) -> int:
+    from ruvectord.audit import pinned_keys
+
+    path = config.signing_key_path
+    keys = pinned_keys(path, ())
+    if not keys:
+        raise UserError(f"no signing key at {path} (integrity.signing_key_file)")
+    for signer_id, public in keys.items():
+        print(f"{public.hex()}  (signer {signer_id}, {path})")
+    return EXIT_OK
+
+
+async def _audit_verify(db: Any, config: Config) -> int:
+    from ruvectord.audit import pinned_keys
     from ruvectord.postgres.audit_trail import verify_events
 
-    report = await verify_events(db)
+    path = config.signing_key_path
+    trusted = await anyio.to_thread.run_sync(
+        pinned_keys, path, config.integrity.trusted_public_keys
+    )
+    if not trusted:
+        raise UserError(
+            f"no pinned key to verify against: {path} is missing and "
+            "integrity.trusted_public_keys is empty (audit verify never trusts keys found in "
+            "the database itself)"
+        )
+    report = await verify_events(db, trusted)
     for bad in report.failures:
         print(
             f"event {bad.id} ({bad.collection}, {bad.event_type}, {bad.created_at}): {bad.problem}"
         )
-    print(f"{report.checked} event(s) checked, {len(report.failures)} failed")
+    print(
+        f"{report.checked} event(s) checked against {len(trusted)} pinned key(s), "
+        f"{len(report.failures)} failed"
+    )
     return EXIT_OK if not report.failures else EXIT_FAILURE
 
 
-async def _heal(db: Any, args: argparse.Namespace) -> int:
-    import getpass
-    from datetime import UTC, datetime
+async def _enable(db: Any, args: argparse.Namespace, enabled: bool) -> int:
+    request = await db.fetchval(
+        "SELECT ruvector_healing_enable($1, $2)", enabled, getattr(args, "reason", None)
+    )
+    if enabled:
+        print(f"healing resumed for every daemon on {db.target} (request {request})")
+    else:
+        print(
+            f"healing paused for every daemon on {db.target} (request {request}); the acting "
+            "daemon lifts what it holds, and a brake without its daemon lapses with its lease"
+        )
+    return EXIT_OK
 
+
+async def _throttle(db: Any, args: argparse.Namespace) -> int:
+    if args.throttle_command == "lift":
+        request = await db.fetchval("SELECT ruvector_healing_throttle_lift($1)", args.collection)
+        print(
+            f"throttles on {args.collection} lifted now (request {request}); the acting daemon "
+            "journals it and will not renew them"
+        )
+        return EXIT_OK
+    rows = await db.fetch("SELECT * FROM ruvector_healing_throttles()")
+    if args.json:
+        for r in rows:
+            print(json.dumps(dict(r), default=str))
+        return EXIT_OK
+    if not rows:
+        print("no throttles")
+    for r in rows:
+        state = "in force" if r["in_force"] else "lapsed"
+        print(
+            f"{r['collection']:<16} {r['operation']:<12} {r['throttle_pct']:>3}%  "
+            f"retry {r['retry_after_seconds']:g} s  action {r['action_id'] or '-'}  "
+            f"{state} until {r['expires_at']:%Y-%m-%d %H:%M:%S %Z}"
+        )
+    return EXIT_OK
+
+
+async def _heal(db: Any, args: argparse.Namespace) -> int:
     from ruvectord.postgres.actions import HealingStore
 
     store = HealingStore(db)
@@ -254,13 +371,14 @@ async def _heal(db: Any, args: argparse.Namespace) -> int:
             if r["error_message"]:
                 print(f"        {r['error_message']}")
         return EXIT_OK
-    try:
-        status = await store.decide(
-            args.action_id, args.heal_command == "approve", getpass.getuser(), datetime.now(UTC)
+    if args.heal_command == "approve":
+        request = await db.fetchval("SELECT ruvector_healing_approve($1)", args.action_id)
+        print(f"action {args.action_id} approved (request {request})")
+    else:
+        request = await db.fetchval(
+            "SELECT ruvector_healing_reject($1, $2)", args.action_id, args.reason
         )
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    print(f"action {args.action_id} {status}")
+        print(f"action {args.action_id} rejected (request {request})")
     return EXIT_OK
 
 

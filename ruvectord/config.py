@@ -32,6 +32,7 @@ ENV_PREFIX = "RUVECTORD_"
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_PUBLIC_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveSeconds = Annotated[float, Field(gt=0)]
@@ -148,7 +149,21 @@ class IntegrityConfig(_Section):
     sample_retention_days: Annotated[float, Field(gt=0)] = 7.0
     prune_batch_size: Annotated[int, Field(ge=1)] = 5000
     signing_key_file: Path | None = None
+    # public keys (64 hex digits, the raw Ed25519 key) `audit verify` trusts besides this
+    # daemon's own key file: those of the other daemons writing to the same database
+    trusted_public_keys: tuple[str, ...] = ()
     budgets: Budgets = Budgets()
+
+    @field_validator("trusted_public_keys")
+    @classmethod
+    def _hex_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for key in value:
+            if not _PUBLIC_KEY.match(key):
+                raise ValueError(
+                    f"{key!r} is not an Ed25519 public key as 64 hex digits "
+                    "(`ruvectord audit key` prints this daemon's)"
+                )
+        return value
 
     @model_validator(mode="after")
     def _thresholds(self) -> Self:
@@ -191,6 +206,9 @@ class HealingConfig(_Section):
     ineffective_after: Annotated[int, Field(ge=0)] = 3
     settle_seconds: Annotated[float, Field(ge=0)] = 10.0
     min_improvement: Annotated[float, Field(ge=0)] = 0.10
+    # a brake (throttle) is a lease the acting daemon renews every sample while the collection
+    # is degraded: it lapses after this many sample intervals without a renewal
+    lease_samples: Annotated[int, Field(ge=1, le=100)] = 3
     classifier: ClassifierConfig = ClassifierConfig()
     throttle: ThrottleConfig = ThrottleConfig()
 

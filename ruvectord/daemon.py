@@ -23,21 +23,23 @@ import asyncpg
 from anyio.abc import TaskGroup
 
 from ruvectord import __version__
-from ruvectord.audit import Signer, load_or_create_key
-from ruvectord.clock import Clock, SystemClock
+from ruvectord.audit import load_or_create_key
+from ruvectord.clock import Clock, Shutdown, SystemClock
 from ruvectord.config import CollectionConfig, Config, load_config
 from ruvectord.embedded import EmbeddedPostgres
 from ruvectord.errors import ConfigError
 from ruvectord.healing.engine import RemediationEngine
+from ruvectord.healing.intake import Intake
 from ruvectord.healing.journal import recover
 from ruvectord.healing.strategies import builtin_registry
 from ruvectord.healing.strategies.throttle_ingestion import ensure_guard
-from ruvectord.integrity.monitor import CollectionMonitor, Healer, Runtime, signed_event
+from ruvectord.integrity.monitor import CollectionMonitor, Healer, Runtime
 from ruvectord.logs import get_logger, setup_logging
 from ruvectord.metrics import Metrics, serve_http
 from ruvectord.postgres.actions import HealingStore
+from ruvectord.postgres.control import Notifications
 from ruvectord.postgres.leader import ActorLock
-from ruvectord.postgres.migrations import migrate
+from ruvectord.postgres.migrations import ensure_current
 from ruvectord.postgres.pool import ConnectOptions, Database
 from ruvectord.postgres.sampler import Sampler
 from ruvectord.postgres.store import Store
@@ -86,7 +88,9 @@ class Daemon:
         self.store: Store | None = None
         self.rt: Runtime | None = None
         self.healer: Healer | None = None
+        self.engine: RemediationEngine | None = None  # when healing is wired
         self.actor: ActorLock | None = None  # when healing is wired
+        self.shutdown = Shutdown()
         self.collection_ids: dict[str, int] = {}
         self.loops: dict[str, _Loop] = {}
         self.metrics_port: int | None = None
@@ -129,7 +133,12 @@ class Daemon:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._close()
-        log.info("daemon_stopped", msg="ruvectord stopped cleanly")
+        left = self.shutdown.left_behind
+        if left:
+            line = "; ".join(left)
+            log.warning("daemon_stopped", msg=f"ruvectord stopped; {line}")
+        else:
+            log.info("daemon_stopped", msg="ruvectord stopped cleanly")
         return 0
 
     async def _start(self) -> None:
@@ -146,28 +155,29 @@ class Daemon:
         self.db = await Database.connect(ConnectOptions.from_config(cfg.database, dsn))
         self.metrics.up.set(1)
         log.info("database_connected", target=self.db.target)
-        if cfg.database.migrate_on_start:
-            report = await migrate(self.db)
-            log.info("schema_ready", version=report.version, applied=list(report.applied))
+        report = await ensure_current(self.db, may_migrate=cfg.database.migrate_on_start)
+        log.info("schema_ready", version=report.version, applied=list(report.applied))
         signer, created = await anyio.to_thread.run_sync(load_or_create_key, cfg.signing_key_path)
         if created:
             log.warning("signing_key_created", path=str(cfg.signing_key_path), signer_id=signer.id)
-        self.store = Store(self.db)
+        self.store = Store(self.db, signer)
         await self.store.register_key(signer, f"ruvectord on {cfg.daemon.node_name}")
         self.collection_ids = await self.store.sync_collections(cfg)
-        self.rt = Runtime(
-            cfg, self.clock, self.metrics, signer, self.store, observers=list(self.observers)
-        )
+        self.rt = Runtime(cfg, self.clock, self.metrics, self.store, observers=list(self.observers))
         if self.healer_factory is not None:
             self.healer = await self.healer_factory(self)
 
     async def _close(self) -> None:
-        timeout = self.config.daemon.shutdown_timeout_seconds
+        self.shutdown.begin(self.config.daemon.shutdown_timeout_seconds)
         if self.db is not None:
-            with anyio.move_on_after(timeout / 2) as scope:
+            # whatever is left of the deadline, keeping a little for the embedded server
+            with anyio.move_on_after(self.shutdown.budget(5.0)) as scope:
                 await self.db.close()
             if scope.cancelled_caught:
                 self.db.pool.terminate()
+                self.shutdown.left_behind.append(
+                    "the database did not answer in time; connections were cut"
+                )
         if self.embedded is not None and self.embedded.started_here:
             await anyio.to_thread.run_sync(self.embedded.stop)
             log.info("embedded_server_stopped")
@@ -178,15 +188,11 @@ class Daemon:
         if self._stopping:
             return
         self._stopping = True
+        self.shutdown.begin(self.config.daemon.shutdown_timeout_seconds)
         self.notifier.stopping()
         log.info("daemon_stopping", msg="stopping: cancelling collection loops")
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
-
-    @property
-    def signer(self) -> Signer:
-        assert self.rt is not None
-        return self.rt.signer
 
     # ------------------------------------------------------------------ tasks
 
@@ -283,11 +289,13 @@ class Daemon:
         setup_logging(new.logging.level, new.logging.format)
         assert self.rt is not None and self.store is not None
         self.rt.config = new
+        old_ids = dict(self.collection_ids)
         self.collection_ids = await self.store.sync_collections(new)
         wanted = {c.name: c for c in new.collections}
         for name in list(self.loops):
             if name not in wanted or wanted[name] != self.loops[name].collection:
                 self._stop_loop(name)
+        await self._release_held(new, old_ids)
         for name, c in wanted.items():
             if name not in self.loops:
                 self._start_loop(c)
@@ -296,6 +304,32 @@ class Daemon:
         log.info("config_reloaded", msg=status)
         self.notifier.ready(status)
         return True
+
+    async def _release_held(self, new: Config, old_ids: dict[str, int]) -> None:
+        """What ruvectord holds on a collection it no longer heals is let go, by rollback."""
+        engine = self.engine
+        if engine is None or self.actor is None or not self.actor.is_actor:
+            return  # leases lapse by themselves; the next actor journals them
+        why: dict[int, str] = {}
+        if not new.healing.enabled:
+            why = {cid: "healing was disabled in the configuration" for cid in old_ids.values()}
+        else:
+            for name, cid in old_ids.items():
+                if name not in self.collection_ids:
+                    why[cid] = f"collection {name} was removed from the configuration"
+        for cid, reason in why.items():
+
+            async def release(cid: int = cid, reason: str = reason) -> list[str]:
+                assert engine is not None
+                return await engine.holds.release(cid, reason)
+
+            try:
+                lifted = await engine.exclusively(f"collection {cid}", release)
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.error("release_failed", collection_id=cid, error=str(exc))
+                continue
+            if lifted:
+                log.warning("healing_released", collection_id=cid, lifted=lifted, msg=reason)
 
     # ------------------------------------------------------------------ status
 
@@ -369,7 +403,7 @@ async def build_healer(daemon: Daemon) -> Healer | None:
     assert db is not None and store is not None and rt is not None
     journal = HealingStore(db)
     registry = builtin_registry()
-    audit = audit_writer(rt.signer, store, daemon.clock)
+    audit = audit_writer(store, daemon.clock)
 
     async def took_over() -> None:
         cfg = daemon.config
@@ -382,12 +416,7 @@ async def build_healer(daemon: Daemon) -> Healer | None:
             loop = daemon.loops.get(c.name)
             if loop is not None and loop.monitor.tracker.state.degraded:
                 continue  # no DDL on a table that is already in trouble
-            try:
-                state = await ensure_guard(
-                    db, c.table, daemon.collection_ids[c.name], lock_timeout_ms=1000
-                )
-            except (asyncpg.PostgresError, OSError) as exc:
-                state = f"not installed: {exc}"
+            state = await ensure_guard(db, daemon.collection_ids[c.name], lock_timeout_ms=1000)
             log.info("throttle_guard_checked", collection=c.name, guard=state)
 
     actor = ActorLock(db, daemon.metrics, on_acquired=took_over)
@@ -401,14 +430,27 @@ async def build_healer(daemon: Daemon) -> Healer | None:
         actor=actor,
         audit=audit,
         node=daemon.config.daemon.node_name,
+        shutdown=daemon.shutdown,
     )
     await engine.load_weights()
+    notifications = Notifications(db)
+    intake = Intake(
+        engine=engine, journal=journal, audit=audit, node=daemon.config.daemon.node_name
+    )
+
+    async def requests() -> None:
+        poll = min(5.0, daemon.config.integrity.sample_interval_seconds)
+        await intake.run(notifications.wait, poll)
+
     daemon.background.append(("actor-lock", actor.run))
+    daemon.background.append(("listen", notifications.run))
+    daemon.background.append(("requests", requests))
     daemon.actor = actor
+    daemon.engine = engine
     return engine
 
 
-def audit_writer(signer: Signer, store: Store, clock: Clock) -> Callable[..., Awaitable[None]]:
+def audit_writer(store: Store, clock: Clock) -> Callable[..., Awaitable[None]]:
     """Every healing step becomes a signed event in ruvector.integrity_events."""
 
     async def audit(**fields: Any) -> None:
@@ -416,18 +458,17 @@ def audit_writer(signer: Signer, store: Store, clock: Clock) -> Callable[..., Aw
         collection = str(fields.pop("collection"))
         metadata = {k: v for k, v in fields.items() if v is not None}
         await store.record_event(
-            signed_event(
-                signer,
-                collection=collection,
-                event_type=event_type,
-                previous_state=None,
-                new_state=None,
-                lambda_cut=None,
-                lambda2=None,
-                witness_edges=[],
-                metadata=metadata,
-                created_at=clock.now(),
-            )
+            {
+                "collection": collection,
+                "event_type": event_type,
+                "previous_state": None,
+                "new_state": None,
+                "lambda_cut": None,
+                "lambda2": None,
+                "witness_edges": [],
+                "metadata": metadata,
+                "created_at": clock.now(),
+            }
         )
 
     return audit

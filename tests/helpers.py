@@ -73,11 +73,11 @@ class Harness:
 async def harness(db: Database, config: Config, clock: ManualClock | None = None) -> Harness:
     clock = clock or ManualClock()
     metrics = Metrics()
-    store = Store(db)
     signer = Signer(Ed25519PrivateKey.generate())
+    store = Store(db, signer)
     await store.register_key(signer, "test")
     ids = await store.sync_collections(config)
-    rt = Runtime(config, clock, metrics, signer, store)
+    rt = Runtime(config, clock, metrics, store)
     return Harness(config, db, store, rt, clock, metrics, ids)
 
 

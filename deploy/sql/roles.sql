@@ -1,42 +1,69 @@
--- Roles and privileges for ruvectord. Run with psql as a superuser (or a role with
--- CREATEROLE that owns the collection tables), in the database that holds your collections:
+-- Roles and privileges for ruvectord. Run with psql as a superuser, in the database that holds
+-- your collections, before the first `ruvectord migrate` and again after adding partitions:
 --
---   psql -d vectors -v app=my_app_user -v tables=public.items -f deploy/sql/roles.sql
+--   psql -d vectors -v tables=public.items -f deploy/sql/roles.sql
 --
--- Variables (all optional): daemon (default ruvectord), app (an existing role that calls the
--- gate; skipped when unset), tables (comma-separated collection tables for the throttle
--- guard; skipped when unset). Safe to run again.
+-- Variables (all optional):
+--   daemon    the login role ruvectord runs as (default ruvectord; created if missing)
+--   tables    comma-separated collection tables (each with its partitions) the throttle
+--             guard may be attached to
+--   operators comma-separated existing roles that may change healing (pause, approve, lift)
+--   readers   comma-separated existing roles that may read healing state and history
+--   admin     an existing role that may run `ruvectord migrate` without being a superuser
+-- Safe to run again; it also takes back what older versions granted the daemon.
+--
+-- The model: everything ruvectord creates belongs to ruvector_owner, which nobody logs in
+-- as. The daemon's role can write its own state tables and call two functions that attach or
+-- remove the guard trigger; it owns nothing, creates nothing and holds no TRIGGER privilege,
+-- so it cannot change anything that runs in another role's session.
 \set ON_ERROR_STOP on
 \if :{?daemon}
 \else
   \set daemon ruvectord
 \endif
 
--- 1. The daemon. It never reads a row of your tables: it reads the catalog and the
---    statistics views (pg_monitor), owns schema ruvector (CREATE on the database, for its
---    first migration), puts the ruvector_* SQL functions in schema public, where callers find
---    them without a search_path change (CREATE on public), and may add the throttle guard
---    trigger to collection tables (TRIGGER).
+-- 0. The group roles (NOLOGIN). ruvector_daemon, ruvector_reader and ruvector_operator get
+--    their rights from the migrations; membership is granted here.
+SELECT format('CREATE ROLE %I NOLOGIN', r)
+  FROM unnest(ARRAY['ruvector_owner', 'ruvector_daemon', 'ruvector_reader',
+                    'ruvector_operator']) AS r
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \gexec
+GRANT ruvector_reader TO ruvector_daemon, ruvector_operator;
+-- the owner creates schema ruvector and the public.ruvector_* functions (callers find them
+-- without a search_path change)
+SELECT format('GRANT CREATE ON DATABASE %I TO ruvector_owner', current_database()) \gexec
+GRANT CREATE ON SCHEMA public TO ruvector_owner;
+
+-- 1. The daemon: it reads the catalog and the statistics views (pg_monitor), never a row of
+--    your tables.
 SELECT format('CREATE ROLE %I LOGIN', :'daemon')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'daemon') \gexec
-SELECT format('GRANT pg_monitor TO %I', :'daemon') \gexec
-SELECT format('GRANT CONNECT, CREATE ON DATABASE %I TO %I', current_database(), :'daemon') \gexec
-SELECT format('GRANT CREATE ON SCHEMA public TO %I', :'daemon') \gexec
+SELECT format('GRANT ruvector_daemon, pg_monitor TO %I', :'daemon') \gexec
+SELECT format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), :'daemon') \gexec
+-- older versions gave the daemon CREATE (it owned its schema) and TRIGGER: take them back
+SELECT format('REVOKE CREATE ON DATABASE %I FROM %I', current_database(), :'daemon') \gexec
+SELECT format('REVOKE CREATE ON SCHEMA public FROM %I', :'daemon') \gexec
+SELECT format('REVOKE ruvector_owner FROM %I', :'daemon')
+ WHERE pg_has_role(:'daemon', 'ruvector_owner', 'MEMBER') \gexec
+
+-- 2. Collection tables: the owner role may attach the guard (a row trigger on a partitioned
+--    table is cloned to every partition, so each needs it); the daemon's role may not.
 \if :{?tables}
--- the guard is cloned onto every partition, so each needs the privilege (run this again
--- after adding partitions)
-SELECT format('GRANT TRIGGER ON TABLE %s TO %I', p.relid::regclass, :'daemon')
+SELECT format('GRANT TRIGGER ON TABLE %s TO ruvector_owner', p.relid::regclass),
+       format('REVOKE TRIGGER ON TABLE %s FROM %I', p.relid::regclass, :'daemon')
   FROM unnest(string_to_array(:'tables', ',')) AS t,
        pg_partition_tree(btrim(t)::regclass) AS p \gexec
 \endif
 
--- 2. Applications that ask the gate before writing: read access to four small tables of
---    schema ruvector (run this part again after the first `ruvectord migrate` if the schema
---    did not exist yet). Inserting under the throttle guard needs nothing extra.
-\if :{?app}
-SELECT format('GRANT USAGE ON SCHEMA ruvector TO %I', :'app')
- WHERE EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'ruvector') \gexec
-SELECT format('GRANT SELECT ON ruvector.collections, ruvector.integrity_state, '
-              'ruvector.integrity_policies, ruvector.throttles TO %I', :'app')
- WHERE EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'ruvector') \gexec
+-- 3. People and tools.
+\if :{?operators}
+SELECT format('GRANT ruvector_operator TO %I', btrim(r))
+  FROM unnest(string_to_array(:'operators', ',')) AS r \gexec
+\endif
+\if :{?readers}
+SELECT format('GRANT ruvector_reader TO %I', btrim(r))
+  FROM unnest(string_to_array(:'readers', ',')) AS r \gexec
+\endif
+\if :{?admin}
+SELECT format('GRANT ruvector_owner TO %I', :'admin') \gexec
 \endif

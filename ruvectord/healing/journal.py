@@ -1,25 +1,197 @@
-"""Crash safety: whatever a previous actor left in flight is undone before anything new runs.
+"""The healing journal: what is written before and after every step, and crash recovery.
 
-The journal row of an action is written before the action changes anything, with the data
-its rollback needs. So when an actor starts (or takes over the actor lock), every action still
+The journal row of an action exists before the action changes anything, with the data its
+rollback needs. So when an actor starts (or takes over the actor lock), every action still
 `running`, `verifying` or `rolling_back` belongs to a daemon that is gone: a reversible one is
 rolled back, an irreversible one is marked `interrupted`. Nothing is left half-done.
+`postgres/actions.py` implements `HealingJournal` on the ruvector.* tables.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
 import anyio
 
 from ruvectord.config import HealingConfig
-from ruvectord.healing.engine import ActionRow, Audit, HealingJournal, OutcomeRecord
+from ruvectord.healing.learning import OutcomeRow
 from ruvectord.healing.problems import problem_from_json
 from ruvectord.healing.strategy import RemediationContext, Sql, StrategyRegistry
 from ruvectord.integrity.hysteresis import State
 from ruvectord.logs import get_logger
 
 log = get_logger("ruvectord.healing.recovery")
+
+IN_FLIGHT = ("running", "verifying", "rolling_back")
+
+# signs one healing step into the audit trail (fields become the event's metadata)
+Audit = Callable[..., Awaitable[None]]
+
+
+class InFlightError(Exception):
+    """Another action is already running on this database."""
+
+
+@dataclass(frozen=True)
+class ActionDraft:
+    collection_id: int
+    problem_class: str
+    problem_details: Mapping[str, Any]
+    strategy_name: str
+    strategy_params: Mapping[str, Any]
+    status: str  # running | pending_approval
+    dry_run: bool
+    reversible: bool
+    integrity_state: str
+    initial_lambda: float
+    rollback_data: Mapping[str, Any]
+    actor: str
+    created_at: datetime
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    id: int
+    collection_id: int
+    collection: str
+    table: str
+    problem_class: str
+    problem_details: dict[str, Any]
+    strategy_name: str
+    strategy_params: dict[str, Any]
+    status: str
+    reversible: bool
+    integrity_state: str
+    initial_lambda: float
+    rollback_data: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    collection_id: int
+    problem_class: str
+    problem_details: Mapping[str, Any]
+    strategy_name: str
+    strategy_params: Mapping[str, Any]
+    started_at: datetime
+    completed_at: datetime
+    duration_ms: int
+    success: bool
+    verified: bool
+    actions_taken: int
+    improvement_pct: float | None
+    error_message: str | None
+    initial_lambda: float
+    final_lambda: float | None
+    witness_edges: list[dict[str, Any]]
+    system_metrics: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class PastRow:
+    """An attempt (when it started) or a rejection (when it was decided)."""
+
+    id: int
+    kind: str  # attempt | rejection
+    strategy: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Control:
+    """Healing on or off for the whole database (`ruvectord pause`), and who said so."""
+
+    paused: bool
+    reason: str | None = None
+    changed_by: str | None = None
+    changed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    id: int
+    kind: str
+    collection: str | None
+    action_id: int | None
+    payload: dict[str, Any]
+    requested_by: str
+    requested_at: datetime
+
+
+class HealingJournal(Protocol):
+    """What the engine needs from the database (postgres/actions.py implements it)."""
+
+    async def open_action(self, draft: ActionDraft) -> int: ...
+
+    async def update_action(self, action_id: int, status: str, **fields: Any) -> bool: ...
+
+    async def claim_approved(
+        self, action_id: int, now: datetime, rollback_data: Mapping[str, Any]
+    ) -> bool: ...
+
+    async def approved_actions(self, collection_id: int) -> list[ActionRow]: ...
+
+    async def pending_action(self, collection_id: int, strategy: str) -> ActionRow | None: ...
+
+    async def expire_pending(self, now: datetime) -> list[int]: ...
+
+    async def history(self, collection_id: int, limit: int) -> list[PastRow]:
+        """The collection's latest attempts and rejections (newest first)."""
+        ...
+
+    async def lambdas_since(
+        self, collection_id: int, since: datetime, limit: int
+    ) -> list[tuple[float, float | None]]: ...
+
+    async def degraded_since(self, collection: str) -> datetime | None: ...
+
+    async def record_outcome(self, outcome: OutcomeRecord) -> None: ...
+
+    async def outcomes_since(
+        self, since: datetime, collection_id: int | None = None
+    ) -> list[OutcomeRow]: ...
+
+    async def save_weights(self, stats: Mapping[str, Any]) -> None: ...
+
+    async def in_flight(self) -> list[ActionRow]: ...
+
+    async def in_force(self, collection_id: int | None, strategies: list[str]) -> list[ActionRow]:
+        """Succeeded actions of these strategies whose effect still holds, newest first."""
+        ...
+
+    async def mark_lifted(self, action_id: int, now: datetime, why: str) -> bool: ...
+
+    async def load_weights(self) -> dict[str, float]: ...
+
+    async def control(self) -> Control: ...
+
+    async def pending_requests(self) -> list[Request]: ...
+
+    async def finish_request(
+        self, request_id: int, status: str, result: Mapping[str, Any], by: str
+    ) -> bool: ...
+
+
+def context_for(row: ActionRow, sql: Sql, settings: HealingConfig) -> RemediationContext:
+    """The context a journaled action's rollback runs in, rebuilt from its row alone."""
+    return RemediationContext(
+        collection=row.collection,
+        collection_id=row.collection_id,
+        table=row.table,
+        problem=problem_from_json(row.problem_class, row.problem_details),
+        state=State(row.integrity_state),
+        initial_lambda=row.initial_lambda,
+        sql=sql,
+        settings=settings,
+        params=row.strategy_params,
+        rollback_data=row.rollback_data,
+        action_id=row.id,
+    )
 
 
 async def recover(
@@ -103,19 +275,7 @@ async def _recover_one(
         return "interrupted", f"{was}; not reversible, left as it was"
     if strategy is None:
         return "rollback_failed", f"{was}; strategy {row.strategy_name!r} is not registered here"
-    ctx = RemediationContext(
-        collection=row.collection,
-        collection_id=row.collection_id,
-        table=row.table,
-        problem=problem_from_json(row.problem_class, row.problem_details),
-        state=State(row.integrity_state),
-        initial_lambda=row.initial_lambda,
-        sql=sql,
-        settings=settings,
-        params=row.strategy_params,
-        rollback_data=row.rollback_data,
-        action_id=row.id,
-    )
+    ctx = context_for(row, sql, settings)
     try:
         with anyio.fail_after(max(10.0, 2 * strategy.estimated_duration)):
             await strategy.rollback(ctx)

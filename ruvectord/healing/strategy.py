@@ -4,6 +4,9 @@ A strategy acts in three steps so that a crash can always be undone: `plan` read
 state and returns the rollback data (journaled *before* anything changes), `execute` applies
 the change, `rollback` restores exactly what `plan` saw. Strategies reach the database only
 through the `Sql` protocol they are handed.
+
+A *leased* strategy's effect (a throttle) holds only until a deadline the acting daemon keeps
+renewing while the collection is degraded; if the daemon dies, the effect lapses by itself.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class RemediationContext:
     rollback_data: dict[str, Any] = field(default_factory=dict)
     action_id: int | None = None
     dry_run: bool = False
+    # a leased effect must be renewed within this many seconds or it lapses (fails open)
+    lease_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class Strategy(Protocol):
     # undone (by its own rollback) once the collection is back to normal: a throttle is a
     # brake for the incident, not a new permanent limit
     lift_on_recovery: bool
+    # its effect is a lease that lapses unless renewed (see `renew`)
+    leased: bool
 
     async def plan(self, ctx: RemediationContext) -> dict[str, Any]:
         """Read what `rollback` will need; returns the rollback data. Changes nothing."""
@@ -80,6 +87,12 @@ class Strategy(Protocol):
     async def execute(self, ctx: RemediationContext) -> RemediationResult: ...
 
     async def rollback(self, ctx: RemediationContext) -> None: ...
+
+    async def renew(self, ctx: RemediationContext) -> bool:
+        """Extend a leased effect by `ctx.lease_seconds`; False once it has lapsed or was
+        lifted by someone else (then the engine rolls it back and journals it lifted).
+        Strategies that are not leased return True."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -110,12 +123,19 @@ class StrategyRegistry:
     def names(self) -> list[str]:
         return sorted(self._strategies)
 
+    @property
+    def strategies(self) -> list[Strategy]:
+        return [self._strategies[n] for n in self.names]
+
     def weight(self, name: str) -> float:
         return self.weights.get(name, 1.0)
 
-    def select(self, problem: Problem, max_impact: float) -> Selection:
+    def select(
+        self, problem: Problem, max_impact: float, held_off: Mapping[str, float] | None = None
+    ) -> Selection:
         """Among strategies for the problem's class within the impact cap, the highest learned
-        weight wins (default 1.0); ties go to the lower impact, then the name."""
+        weight wins (default 1.0); ties go to the lower impact, then the name. A strategy a
+        human rejected recently (`held_off`: name -> seconds left) is not proposed again."""
         handling = [s for s in self._strategies.values() if problem.kind in s.handles]
         if not handling:
             return Selection(None, f"no strategy handles {problem.kind.value}")
@@ -126,6 +146,11 @@ class StrategyRegistry:
                 None,
                 f"every strategy for {problem.kind.value} exceeds impact {max_impact:g}: {over}",
             )
+        held = held_off or {}
+        if all(s.name in held for s in allowed):
+            waits = ", ".join(f"{s.name} for {held[s.name]:.0f} s" for s in allowed)
+            return Selection(None, f"rejected by an operator, held off: {waits}")
+        allowed = [s for s in allowed if s.name not in held]
         allowed.sort(key=lambda s: (-self.weight(s.name), s.impact, s.name))
         best = allowed[0]
         return Selection(

@@ -12,16 +12,21 @@ A sample that breaks a streak resets its counter; a recovery hold restarts when 
 back to or below the recovery bar. A transition that is due during the cooldown is not lost:
 it happens at the first sample after the cooldown whose condition still holds.
 
-Pure: time arrives as an argument, never read from a clock. The whole tracker is a small
-value that round-trips through JSON, so it survives a daemon restart.
+Pure: time arrives as an argument (an `Instant`), never read from a clock. Holds and the
+cooldown are measured on its monotonic part, so a wall-clock jump in either direction neither
+freezes nor fires a transition; wall time is kept only to say when a transition happened.
+The whole tracker is a small value that round-trips through JSON (as wall times, converted
+back to the new process's monotonic clock on restore), so it survives a daemon restart.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from ruvectord.timebase import Instant
 
 
 class State(StrEnum):
@@ -62,28 +67,34 @@ class Tracker:
 
     state: State = State.NORMAL
     low_streak: int = 0  # consecutive samples counting towards the next degradation
-    hold_since: datetime | None = None  # first sample of the current recovery hold
-    last_transition_at: datetime | None = None
+    hold_since: float | None = None  # monotonic: first sample of the current recovery hold
+    last_transition: float | None = None  # monotonic: when the state last changed
+    last_transition_at: datetime | None = None  # the same moment in wall time, for people
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["state"] = self.state.value
-        for key in ("hold_since", "last_transition_at"):
-            value = data[key]
-            data[key] = value.isoformat() if value is not None else None
-        return data
+    def to_json(self, now: Instant) -> dict[str, Any]:
+        def wall(mono: float | None) -> str | None:
+            return None if mono is None else now.wall_of(mono).isoformat()
+
+        return {
+            "state": self.state.value,
+            "low_streak": self.low_streak,
+            "hold_since": wall(self.hold_since),
+            "last_transition_at": wall(self.last_transition),
+        }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Tracker:
-        def ts(key: str) -> datetime | None:
+    def from_json(cls, data: dict[str, Any], now: Instant) -> Tracker:
+        def mono(key: str) -> float | None:
             raw = data.get(key)
-            return datetime.fromisoformat(raw) if raw else None
+            return now.mono_of(datetime.fromisoformat(raw)) if raw else None
 
+        last = data.get("last_transition_at")
         return cls(
             state=State(data.get("state", "normal")),
             low_streak=int(data.get("low_streak", 0)),
-            hold_since=ts("hold_since"),
-            last_transition_at=ts("last_transition_at"),
+            hold_since=mono("hold_since"),
+            last_transition=mono("last_transition_at"),
+            last_transition_at=datetime.fromisoformat(last) if last else None,
         )
 
 
@@ -104,26 +115,25 @@ class Step:
         return self.tracker.state is not self.previous
 
 
-def observe(tracker: Tracker, value: float, now: datetime, policy: Policy) -> Step:
+def observe(tracker: Tracker, value: float, now: Instant, policy: Policy) -> Step:
     """Feed one lambda_cut sample taken at `now`; return the next tracker and a reason."""
     p = policy
     t = tracker
-    in_cooldown = t.last_transition_at is not None and (
-        (now - t.last_transition_at).total_seconds() < p.cooldown_seconds
-    )
+    since_transition = None if t.last_transition is None else now.mono - t.last_transition
+    in_cooldown = since_transition is not None and since_transition < p.cooldown_seconds
 
     def move(to: State, why: str, pending: Tracker) -> Step:
         if in_cooldown:
-            assert t.last_transition_at is not None
-            left = p.cooldown_seconds - (now - t.last_transition_at).total_seconds()
+            assert since_transition is not None
+            left = p.cooldown_seconds - since_transition
             return Step(pending, t.state, f"{why}; {to} waits for the cooldown ({left:.0f} s left)")
         # Counters and holds start afresh in the new state.
-        return Step(Tracker(to, 0, None, now), t.state, why)
+        return Step(Tracker(to, 0, None, now.mono, now.wall), t.state, why)
 
     def recover(to: State, bar: float) -> Step:
         """Above the recovery bar: start or continue the hold; move once it is long enough."""
-        since = t.hold_since or now
-        held = (now - since).total_seconds()
+        since = now.mono if t.hold_since is None else t.hold_since
+        held = now.mono - since
         pending = replace(t, low_streak=0, hold_since=since)
         why = f"lambda {value:.3f} > {bar:g} held {held:.0f} s"
         if held >= p.recovery_hold_seconds:

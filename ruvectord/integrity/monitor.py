@@ -1,7 +1,7 @@
 """The per-collection loop: sample -> graph -> lambda_cut -> state -> persist -> heal.
 
 The only impure module of the sensor: it drives the pure pieces and talks to the adapters it
-is given (a snapshot source, a store, a clock, metrics, a signer, a healer). Each cycle ends
+is given (a snapshot source, a store that signs events, a clock, metrics, a healer). Each cycle ends
 in one human line saying what was decided and why.
 """
 
@@ -16,7 +16,6 @@ from typing import Any, Protocol
 
 import anyio
 
-from ruvectord.audit import Signer
 from ruvectord.clock import Clock
 from ruvectord.config import CollectionConfig, Config
 from ruvectord.errors import CollectionError
@@ -54,7 +53,7 @@ class SampleRecord:
 
 
 class IntegrityStore(Protocol):
-    async def load_tracker(self, collection_id: int) -> Tracker | None: ...
+    async def load_tracker(self, collection_id: int) -> dict[str, Any] | None: ...
 
     async def record_sample(self, rec: SampleRecord, event: Mapping[str, Any] | None) -> None: ...
 
@@ -95,7 +94,6 @@ class Runtime:
     config: Config
     clock: Clock
     metrics: Metrics
-    signer: Signer
     store: IntegrityStore
     decisions: dict[str, str] = field(default_factory=dict)  # collection -> last human line
     # called with every completed cycle and its human line (the demo's timeline uses it)
@@ -113,12 +111,6 @@ def policy_from(config: Config) -> Policy:
         recovery_hold_seconds=i.recovery_hold_seconds,
         cooldown_seconds=i.cooldown_seconds,
     )
-
-
-def signed_event(signer: Signer, **fields: Any) -> dict[str, Any]:
-    event = {"signer_id": signer.id, **fields}
-    event["signature"] = signer.sign(event)
-    return event
 
 
 class CollectionMonitor:
@@ -148,8 +140,9 @@ class CollectionMonitor:
 
     async def restore(self) -> None:
         """Pick up the persisted state, so a restart neither forgets nor repeats a transition."""
-        saved = await self.rt.store.load_tracker(self.collection_id)
-        if saved is not None:
+        raw = await self.rt.store.load_tracker(self.collection_id)
+        if raw:
+            saved = Tracker.from_json(raw, self.rt.clock.instant())
             self.tracker = saved
             self.log.info("state_restored", state=saved.state.value, streak=saved.low_streak)
 
@@ -215,20 +208,20 @@ class CollectionMonitor:
         rt, cfg = self.rt, self.rt.config
         # durations are measurements, so real time; decisions use the injected clock
         t0 = time.perf_counter()
-        now = rt.clock.now()
+        at = rt.clock.instant()
+        now = at.wall
         with anyio.fail_after(max(cfg.database.statement_timeout_seconds * 3, 5.0)):
             snapshot = await self.source.sample(now, self.collection_id)
         sample_ms = (time.perf_counter() - t0) * 1000
         graph = build(snapshot, rates(self.previous, snapshot), cfg.budgets_for(self.collection))
         result = await self._evaluate(graph)
-        step = observe(self.tracker, result.lambda_cut, now, policy_from(cfg))
+        step = observe(self.tracker, result.lambda_cut, at, policy_from(cfg))
         cycle = Cycle(self.collection, self.collection_id, snapshot, result, step)
 
         sensor_line = self._sensor_line(cycle)
         event = None
         if step.changed:
-            event = signed_event(
-                rt.signer,
+            event = dict(
                 collection=self.name,
                 event_type="state_change",
                 previous_state=step.previous.value,
@@ -253,7 +246,7 @@ class CollectionMonitor:
                 lambda_cut_raw=result.cut.raw,
                 lambda2=result.lambda2,
                 state=step.state.value,
-                tracker=step.tracker.to_json(),
+                tracker=step.tracker.to_json(at),
                 witness_edges=result.witness_edges,
                 witness_indices=result.witness_indices,
                 cut_side=result.cut_side,

@@ -1,4 +1,4 @@
-"""The healing journal, outcomes and weights in Postgres (implements healing.engine.HealingJournal).
+"""The healing journal, outcomes and weights in Postgres (healing.journal.HealingJournal).
 
 Status changes are conditional: a row that reached a final status never changes again, so a
 former actor finishing its rollback and a new actor recovering the same row cannot undo each
@@ -14,7 +14,16 @@ from typing import Any
 
 import asyncpg
 
-from ruvectord.healing.engine import IN_FLIGHT, ActionDraft, ActionRow, InFlightError, OutcomeRecord
+from ruvectord.healing.journal import (
+    IN_FLIGHT,
+    ActionDraft,
+    ActionRow,
+    Control,
+    InFlightError,
+    OutcomeRecord,
+    PastRow,
+    Request,
+)
 from ruvectord.healing.learning import OutcomeRow, StrategyStats
 from ruvectord.postgres.pool import Database
 
@@ -180,26 +189,27 @@ class HealingStore:
         )
         return [_row(r) for r in rows]
 
-    async def liftable(self, collection_id: int, strategies: list[str]) -> list[ActionRow]:
+    async def in_force(self, collection_id: int | None, strategies: list[str]) -> list[ActionRow]:
         rows = await self.db.fetch(
             f"SELECT {_ACTION_COLUMNS} FROM ruvector.healing_actions a "
             "JOIN ruvector.collections c ON c.id = a.collection_id "
-            "WHERE a.collection_id = $1 AND a.status = 'succeeded' "
+            "WHERE ($1::int IS NULL OR a.collection_id = $1) AND a.status = 'succeeded' "
             "AND a.strategy_name = ANY($2::text[]) ORDER BY a.id DESC",
             collection_id,
             strategies,
         )
         return [_row(r) for r in rows]
 
-    async def mark_lifted(self, action_id: int, now: datetime) -> None:
-        await self.db.execute(
+    async def mark_lifted(self, action_id: int, now: datetime, why: str) -> bool:
+        done = await self.db.fetchval(
             "UPDATE ruvector.healing_actions SET status = 'lifted', updated_at = now(), "
-            "error_message = coalesce(error_message, 'lifted: integrity back to normal at ' "
-            "|| $2::text) WHERE id = $1 AND status = 'succeeded'",
+            "error_message = coalesce(error_message || '; ', '') || 'lifted at ' || $2::text "
+            "|| ': ' || $3 WHERE id = $1 AND status = 'succeeded' RETURNING id",
             action_id,
-            now.isoformat(),
-            idempotent=True,
+            now.isoformat(timespec="seconds"),
+            why,
         )
+        return done is not None
 
     async def expire_pending(self, now: datetime) -> list[int]:
         rows = await self.db.fetch(
@@ -209,27 +219,6 @@ class HealingStore:
             now,
         )
         return [r["id"] for r in rows]
-
-    async def decide(self, action_id: int, approve: bool, who: str, now: datetime) -> str:
-        """A human's answer to a pending action; returns the new status or raises ValueError."""
-        row = await self.db.fetchrow(
-            "UPDATE ruvector.healing_actions SET status = $2, decided_by = $3, decided_at = $4, "
-            "updated_at = now() WHERE id = $1 AND status = 'pending_approval' "
-            "AND (expires_at IS NULL OR expires_at >= $4) RETURNING status",
-            action_id,
-            "approved" if approve else "rejected",
-            who,
-            now,
-        )
-        if row is None:
-            current = await self.db.fetchval(
-                "SELECT status FROM ruvector.healing_actions WHERE id = $1", action_id
-            )
-            if current is None:
-                raise ValueError(f"there is no healing action {action_id}")
-            raise ValueError(f"action {action_id} is {current}, not pending approval")
-        status: str = row["status"]
-        return status
 
     async def list_actions(self, limit: int = 20) -> list[asyncpg.Record]:
         return await self.db.fetch(
@@ -242,18 +231,65 @@ class HealingStore:
 
     # ------------------------------------------------------------------ history
 
-    async def attempts_since(self, collection_id: int, since: datetime) -> list[datetime]:
+    async def history(self, collection_id: int, limit: int) -> list[PastRow]:
         rows = await self.db.fetch(
             """
-            SELECT coalesce(started_at, created_at) AS at FROM ruvector.healing_actions
+            SELECT id, strategy_name, status = 'rejected' AS rejected,
+                   CASE WHEN status = 'rejected' THEN coalesce(decided_at, updated_at)
+                        ELSE coalesce(started_at, created_at) END AS at
+              FROM ruvector.healing_actions
              WHERE collection_id = $1
-               AND status NOT IN ('pending_approval', 'approved', 'expired', 'rejected')
-               AND coalesce(started_at, created_at) >= $2
+               AND status NOT IN ('pending_approval', 'approved', 'expired')
+             ORDER BY id DESC LIMIT $2
             """,
             collection_id,
-            since,
+            limit,
         )
-        return [r["at"] for r in rows]
+        return [
+            PastRow(
+                r["id"], "rejection" if r["rejected"] else "attempt", r["strategy_name"], r["at"]
+            )
+            for r in rows
+        ]
+
+    async def control(self) -> Control:
+        r = await self.db.fetchrow(
+            "SELECT paused, reason, changed_by, changed_at FROM ruvector.control"
+        )
+        if r is None:
+            return Control(False)
+        return Control(r["paused"], r["reason"], r["changed_by"], r["changed_at"])
+
+    async def pending_requests(self) -> list[Request]:
+        rows = await self.db.fetch(
+            "SELECT id, kind, collection, action_id, payload, requested_by, requested_at "
+            "FROM ruvector.healing_requests WHERE processed_at IS NULL ORDER BY id LIMIT 100"
+        )
+        return [
+            Request(
+                r["id"],
+                r["kind"],
+                r["collection"],
+                r["action_id"],
+                r["payload"],
+                r["requested_by"],
+                r["requested_at"],
+            )
+            for r in rows
+        ]
+
+    async def finish_request(
+        self, request_id: int, status: str, result: Mapping[str, Any], by: str
+    ) -> bool:
+        done = await self.db.fetchval(
+            "UPDATE ruvector.healing_requests SET processed_at = now(), status = $2, "
+            "result = $3, processed_by = $4 WHERE id = $1 AND processed_at IS NULL RETURNING id",
+            request_id,
+            status,
+            dict(result),
+            by,
+        )
+        return done is not None
 
     async def lambdas_since(
         self, collection_id: int, since: datetime, limit: int

@@ -1,11 +1,20 @@
-"""`ruvectord audit verify`: check the Ed25519 signature of every stored integrity event."""
+"""`ruvectord audit verify`: every event's signature by a pinned key, and the unbroken chain.
+
+What it proves: every event was signed by a key the operator trusts (the daemon's own key
+file, or `integrity.trusted_public_keys` -- never a key merely found in ruvector.signing_keys,
+where anyone who can write that table could add one), no signed field changed, and no event
+was deleted, reordered or replayed since the chain began (each event signs the hash of the
+one before it, and ruvector.audit_head names the newest). Events written before the chain
+existed (schema version 3 and older) carry no link and are reported as unchained, not failed.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ruvectord.audit import verify
+from ruvectord.audit import event_hash, verify
 from ruvectord.postgres.pool import Database
 
 
@@ -14,26 +23,31 @@ class Failure:
     id: int
     collection: str
     event_type: str
-    created_at: datetime
+    created_at: datetime | None
     problem: str
 
 
 @dataclass
 class VerifyReport:
     checked: int = 0
+    unchained: int = 0  # events older than the chain (no prev_hash, before the first link)
     failures: list[Failure] = field(default_factory=list)
 
 
-async def verify_events(db: Database, *, batch: int = 1000) -> VerifyReport:
-    """Stream every event (in id order, through a cursor) and verify it against its key."""
+async def verify_events(
+    db: Database, trusted: Mapping[str, bytes], *, batch: int = 1000
+) -> VerifyReport:
+    """Stream every event in id order (through a cursor); `trusted`: signer id -> public key."""
     report = VerifyReport()
+    previous: bytes | None = None  # hash of the previous row
+    chained = False
+    last_id: int | None = None
     async with db.transaction() as conn:
         cursor = conn.cursor(
             """
             SELECT e.id, e.collection, e.event_type, e.previous_state, e.new_state,
                    e.lambda_cut, e.lambda2, e.witness_edges, e.metadata, e.signature,
-                   e.signer_id, e.created_at,
-                   k.public_key, k.revoked_at, k.expires_at
+                   e.signer_id, e.created_at, e.prev_hash, k.revoked_at
               FROM ruvector.integrity_events e
               LEFT JOIN ruvector.signing_keys k ON k.id = e.signer_id
              ORDER BY e.id
@@ -42,19 +56,57 @@ async def verify_events(db: Database, *, batch: int = 1000) -> VerifyReport:
         )
         async for row in cursor:
             report.checked += 1
-            problem = None
-            if row["public_key"] is None:
-                problem = f"unknown signer {row['signer_id']}"
+            event = dict(row)
+            if event["prev_hash"] is not None:
+                event["prev_hash"] = bytes(event["prev_hash"])
+            signature = bytes(row["signature"])
+            problems = []
+            public = trusted.get(row["signer_id"])
+            if public is None:
+                problems.append(f"signed by {row['signer_id']}, which is not a pinned key")
             elif row["revoked_at"] is not None:
-                problem = f"signer {row['signer_id']} was revoked at {row['revoked_at']}"
-            elif row["expires_at"] is not None and row["created_at"] > row["expires_at"]:
-                problem = f"signed after signer {row['signer_id']} expired"
-            elif not verify(bytes(row["public_key"]), dict(row), bytes(row["signature"])):
-                problem = "signature does not match the stored event (altered or forged)"
-            if problem is not None:
+                problems.append(f"signer {row['signer_id']} was revoked at {row['revoked_at']}")
+            elif not verify(public, event, signature):
+                problems.append("signature does not match the stored event (altered or forged)")
+            link = event["prev_hash"]
+            if link is None:
+                if chained:
+                    problems.append("no link to the previous event inside the chain (inserted)")
+                else:
+                    report.unchained += 1
+            else:
+                if previous is None and not chained and report.checked == 1:
+                    problems.append(
+                        "the chain starts at an event that is not here (older events deleted)"
+                    )
+                elif link != previous:
+                    problems.append(
+                        "chain broken: it does not follow the event before it (a row was "
+                        "deleted, altered or reordered before it, or it was replayed)"
+                    )
+                chained = True
+            for problem in problems:
                 report.failures.append(
                     Failure(
                         row["id"], row["collection"], row["event_type"], row["created_at"], problem
                     )
                 )
+            previous = event_hash(event, signature)
+            last_id = row["id"]
+        head = await conn.fetchrow("SELECT last_event_id, last_hash FROM ruvector.audit_head")
+    if (
+        head is not None
+        and head["last_event_id"] is not None
+        and (head["last_event_id"] != last_id or bytes(head["last_hash"]) != previous)
+    ):
+        report.failures.append(
+            Failure(
+                head["last_event_id"],
+                "-",
+                "-",
+                None,
+                f"the newest event is missing or changed: the chain's head names event "
+                f"{head['last_event_id']}, the table ends at {last_id}",
+            )
+        )
     return report

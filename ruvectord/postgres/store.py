@@ -14,16 +14,16 @@ from typing import Any
 
 import asyncpg
 
-from ruvectord.audit import Signer
+from ruvectord.audit import Signer, event_hash
 from ruvectord.config import CollectionConfig, Config
-from ruvectord.integrity.hysteresis import Tracker
 from ruvectord.integrity.monitor import SampleRecord
 from ruvectord.postgres.pool import Database
 
 
 class Store:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, signer: Signer | None = None) -> None:
         self.db = db
+        self.signer = signer  # events are signed here, as links of the audit chain
 
     # ------------------------------------------------------------------ collections
 
@@ -112,13 +112,11 @@ class Store:
             idempotent=True,
         )
 
-    async def load_tracker(self, collection_id: int) -> Tracker | None:
-        raw = await self.db.fetchval(
+    async def load_tracker(self, collection_id: int) -> dict[str, Any] | None:
+        raw: dict[str, Any] | None = await self.db.fetchval(
             "SELECT tracker FROM ruvector.integrity_state WHERE collection_id = $1", collection_id
         )
-        if not raw:
-            return None
-        return Tracker.from_json(raw)
+        return raw or None
 
     async def record_sample(self, rec: SampleRecord, event: Mapping[str, Any] | None) -> None:
         edges = rec.graph.edges
@@ -228,7 +226,7 @@ class Store:
                 ],
             )
             if event is not None:
-                await insert_event(conn, event)
+                await append_event(conn, self._signer(), event)
 
     # ------------------------------------------------------------------ events, keys
 
@@ -242,9 +240,15 @@ class Store:
             idempotent=True,
         )
 
-    async def record_event(self, event: Mapping[str, Any]) -> None:
-        async with self.db.acquire() as conn:
-            await insert_event(conn, event)
+    async def record_event(self, event: Mapping[str, Any]) -> int:
+        """Sign and append one event (its fields without signer_id, prev_hash, signature)."""
+        async with self.db.transaction() as conn:
+            return await append_event(conn, self._signer(), event)
+
+    def _signer(self) -> Signer:
+        if self.signer is None:
+            raise RuntimeError("this Store was built without a signer; it cannot write events")
+        return self.signer
 
     # ------------------------------------------------------------------ retention
 
@@ -268,13 +272,43 @@ class Store:
                 return total
 
 
+async def append_event(conn: asyncpg.Connection, signer: Signer, fields: Mapping[str, Any]) -> int:
+    """Sign `fields` as the next link of the audit chain and insert it.
+
+    Inside the caller's transaction: the head row stays locked until commit, so concurrent
+    writers (another daemon, the intake) append one after the other and the chain has no forks.
+    """
+    head = await conn.fetchrow("SELECT last_hash FROM ruvector.audit_head FOR UPDATE")
+    prev = head["last_hash"] if head is not None else None
+    # signed exactly as it will be read back (the columns' defaults filled in)
+    event = {
+        "previous_state": None,
+        "new_state": None,
+        "lambda_cut": None,
+        "lambda2": None,
+        **fields,
+        "witness_edges": fields.get("witness_edges") or [],
+        "metadata": fields.get("metadata") or {},
+        "signer_id": signer.id,
+        "prev_hash": bytes(prev) if prev else None,
+    }
+    event["signature"] = signer.sign(event)
+    event_id = await insert_event(conn, event)
+    await conn.execute(
+        "UPDATE ruvector.audit_head SET last_event_id = $1, last_hash = $2",
+        event_id,
+        event_hash(event, event["signature"]),
+    )
+    return event_id
+
+
 async def insert_event(conn: asyncpg.Connection, event: Mapping[str, Any]) -> int:
     event_id: int = await conn.fetchval(
         """
         INSERT INTO ruvector.integrity_events
                (collection, event_type, previous_state, new_state, lambda_cut, lambda2,
-                witness_edges, metadata, signature, signer_id, created_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                witness_edges, metadata, signature, signer_id, created_at, prev_hash)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
         RETURNING id
         """,
         event["collection"],
@@ -288,5 +322,6 @@ async def insert_event(conn: asyncpg.Connection, event: Mapping[str, Any]) -> in
         event["signature"],
         event["signer_id"],
         event["created_at"],
+        event.get("prev_hash"),
     )
     return event_id

@@ -67,7 +67,19 @@ async def create_collection(conn: asyncpg.Connection, spec: CollectionSpec) -> b
     if vector and spec.index:
         await conn.execute(f"CREATE INDEX ON {q} USING hnsw (embedding vector_l2_ops)")
     await conn.execute(f"ANALYZE {q}")
+    await grant_guard(conn, spec)
     return vector
+
+
+async def grant_guard(conn: asyncpg.Connection, spec: CollectionSpec) -> None:
+    """What deploy/sql/roles.sql does for a collection table: the role that owns ruvectord's
+    functions may attach the throttle guard (the daemon's own role may not)."""
+    if not await conn.fetchval("SELECT to_regrole('ruvector_owner') IS NOT NULL"):
+        return
+    q = _ident(spec.schema) + "." + _ident(spec.table)
+    parts = await conn.fetch("SELECT relid::regclass::text AS rel FROM pg_partition_tree($1)", q)
+    for p in parts:
+        await conn.execute(f"GRANT TRIGGER ON TABLE {p['rel']} TO ruvector_owner")
 
 
 async def insert_rows(

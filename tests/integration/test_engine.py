@@ -51,6 +51,8 @@ class FakeStrategy:
     reversible: bool = True
     supports_dry_run: bool = False
     lift_on_recovery: bool = True
+    leased: bool = False
+    lease_holds: bool = True
     behaviour: str = "ok"  # ok | raise | hang | refuse
     rollback_fails: bool = False
     calls: list[str] = field(default_factory=list)
@@ -75,6 +77,10 @@ class FakeStrategy:
         self.calls.append(f"rollback:{ctx.rollback_data.get('undo')}")
         if self.rollback_fails:
             raise RuntimeError("cannot undo")
+
+    async def renew(self, ctx: RemediationContext) -> bool:
+        self.calls.append("renew")
+        return self.lease_holds
 
 
 @dataclass
@@ -214,7 +220,7 @@ async def test_nothing_happens_in_normal_state_when_disabled_or_not_actor(
     rig.actor.is_actor = False
     assert await rig.heal() == "not acting: another daemon holds the actor lock"
     rig2: Rig = await rig_factory(s, enabled=False)
-    assert await rig2.heal() == "healing is disabled"
+    assert await rig2.heal() == "healing is disabled (healing.enabled: false)"
     assert s.calls == [] and await rig.statuses() == []
 
 
@@ -268,7 +274,7 @@ async def test_approval_waits_executes_once_approved_and_expires(rig_factory: An
     said = await rig.heal()
     assert said is not None and "scale_replicas awaits approval (action 1)" in said
     assert s.calls == ["plan"]  # planned for the journal, never executed
-    assert await rig.journal.decide(1, True, "dba", rig.clock.now()) == "approved"
+    await rig.db.fetchval("SELECT ruvector_healing_approve(1)")
     said = await rig.heal()
     assert said is not None and said.startswith("approved scale_replicas (action 1) verified")
     assert s.calls == ["plan", "plan", "execute"]  # planned again right before it ran
@@ -280,8 +286,8 @@ async def test_approval_waits_executes_once_approved_and_expires(rig_factory: An
     rig.clock.advance(601)
     await rig.heal(state=State.NORMAL)
     assert await rig.statuses() == ["lifted", "expired"]  # normal again: action 1 lifted
-    with pytest.raises(ValueError, match="action 2 is expired, not pending approval"):
-        await rig.journal.decide(2, True, "dba", rig.clock.now())
+    with pytest.raises(asyncpg.PostgresError, match="action 2 is expired, not pending approval"):
+        await rig.db.fetchval("SELECT ruvector_healing_approve(2)")
 
 
 async def test_a_strategy_that_hangs_is_timed_out_and_rolled_back(rig_factory: Any) -> None:

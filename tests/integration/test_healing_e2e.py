@@ -63,6 +63,7 @@ def _context(db: Database, config: Config, cid: int, state: State) -> Remediatio
         sql=db,
         settings=config.healing,
         action_id=None,
+        lease_seconds=60,
     )
 
 
@@ -72,7 +73,7 @@ async def test_the_guard_rejects_the_throttled_share_and_nothing_after_rollback(
     async with collection(dsn, SPEC) as conn:
         config = make_config(dsn, state_dir, SPEC)
         cid = (await Store(db).sync_collections(config))["items"]
-        assert await ensure_guard(db, "public.items", cid, lock_timeout_ms=1000) == "installed now"
+        assert await ensure_guard(db, cid, lock_timeout_ms=1000) == "installed now"
         strategy = ThrottleIngestion()
         ctx = _context(db, config, cid, State.STRESS)
         ctx.rollback_data = await strategy.plan(ctx)
@@ -116,7 +117,8 @@ async def test_rollback_restores_the_exact_previous_levels(
         cid = (await Store(db).sync_collections(config))["items"]
         await db.execute(
             "INSERT INTO ruvector.throttles (collection_id, operation, throttle_pct, "
-            "retry_after_seconds) VALUES ($1, 'insert', 20, 7)",
+            "retry_after_seconds, expires_at) VALUES ($1, 'insert', 20, 7, "
+            "'2030-01-01 00:00:00+00')",
             cid,
         )
         strategy = ThrottleIngestion()
@@ -129,9 +131,10 @@ async def test_rollback_restores_the_exact_previous_levels(
         assert [tuple(r) for r in levels] == [("bulk_insert", 100), ("insert", 90)]
         await strategy.rollback(ctx)
         rows = await db.fetch(
-            "SELECT operation, throttle_pct, retry_after_seconds FROM ruvector.throttles"
+            "SELECT operation, throttle_pct, retry_after_seconds, "
+            "expires_at = '2030-01-01 00:00:00+00' FROM ruvector.throttles"
         )
-        assert [tuple(r) for r in rows] == [("insert", 20, 7.0)]
+        assert [tuple(r) for r in rows] == [("insert", 20, 7.0, True)]
 
 
 @asynccontextmanager
@@ -164,7 +167,7 @@ async def test_hot_partition_is_healed_end_to_end_and_recorded(
                 clock=h.clock,
                 metrics=h.metrics,
                 actor=actor,
-                audit=audit_writer(h.runtime.signer, h.store, h.clock),
+                audit=audit_writer(h.store, h.clock),
                 node="e2e",
             )
             monitor = h.monitor("items", healer=engine)

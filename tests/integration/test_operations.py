@@ -37,28 +37,33 @@ async def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return await anyio.to_thread.run_sync(run)
 
 
-async def _config_file(tmp: Path, dsn: str) -> Path:
+async def _config_file(tmp: Path, dsn: str, trusted: str = "") -> Path:
     path = tmp / "ruvectord.yaml"
     await anyio.Path(path).write_text(
         f"database: {{dsn: '{dsn}'}}\nlogging: {{format: json}}\n"
+        f"daemon: {{state_directory: '{tmp}'}}\n"
+        f"integrity: {{trusted_public_keys: [{trusted}]}}\n"
         "collections:\n  - {name: items, table: public.items, vector_column: embedding}\n"
     )
     return path
 
 
-async def _degrade(dsn: str, db: Database, state_dir: Path, samples: int = 3) -> None:
+async def _degrade(dsn: str, db: Database, state_dir: Path, samples: int = 3) -> str:
+    """Three hot samples; returns the public key (hex) the harness signed events with."""
     async with collection(dsn, SPEC) as conn:
         h = await harness(db, make_config(dsn, state_dir, SPEC))
         monitor = h.monitor("items")
         await monitor.cycle()
         for _ in range(samples):
             await hot_sample(conn, h, monitor, SPEC, shard=2, background=0)
+        assert h.store.signer is not None
+        return h.store.signer.public_bytes.hex()
 
 
 async def test_status_and_audit_verify_from_the_cli(
     db: Database, dsn: str, state_dir: Path, tmp_path: Path
 ) -> None:
-    await _degrade(dsn, db, state_dir)
+    key = await _degrade(dsn, db, state_dir)
     cfg = await _config_file(tmp_path, dsn)
     status = await cli("status", "-c", str(cfg))
     assert status.returncode == 0, status.stderr
@@ -67,12 +72,18 @@ async def test_status_and_audit_verify_from_the_cli(
     unknown = await cli("status", "-c", str(cfg), "nope")
     assert unknown.returncode == 2 and "unknown collection 'nope'" in unknown.stderr
 
+    unpinned = await cli("audit", "verify", "-c", str(cfg))
+    assert unpinned.returncode == 2 and "no pinned key" in unpinned.stderr
+    cfg = await _config_file(tmp_path, dsn, trusted=key)
     ok = await cli("audit", "verify", "-c", str(cfg))
-    assert ok.returncode == 0 and ok.stdout.strip() == "1 event(s) checked, 0 failed"
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.strip() == "1 event(s) checked against 1 pinned key(s), 0 failed"
     await db.execute("UPDATE ruvector.integrity_events SET lambda_cut = lambda_cut + 1e-9")
     bad = await cli("audit", "verify", "-c", str(cfg))
     assert bad.returncode == 1
-    assert "altered or forged" in bad.stdout and "1 event(s) checked, 1 failed" in bad.stdout
+    # the signature no longer matches, and the chain's head no longer names this event's hash
+    assert "altered or forged" in bad.stdout and "head names event 1" in bad.stdout
+    assert "1 event(s) checked against 1 pinned key(s), 2 failed" in bad.stdout
 
 
 async def test_heal_approve_reject_and_list_from_the_cli(
@@ -91,11 +102,11 @@ async def test_heal_approve_reject_and_list_from_the_cli(
         )
     cfg = await _config_file(tmp_path, dsn)
     approved = await cli("heal", "approve", "1", "-c", str(cfg))
-    assert (approved.returncode, approved.stdout) == (0, "action 1 approved\n")
+    assert (approved.returncode, approved.stdout) == (0, "action 1 approved (request 1)\n")
     again = await cli("heal", "approve", "1", "-c", str(cfg))
     assert again.returncode == 2 and "action 1 is approved, not pending approval" in again.stderr
     rejected = await cli("heal", "reject", "2", "-c", str(cfg))
-    assert rejected.stdout == "action 2 rejected\n"
+    assert rejected.stdout == "action 2 rejected (request 2)\n"
     missing = await cli("heal", "approve", "99", "-c", str(cfg))
     assert missing.returncode == 2 and "there is no healing action 99" in missing.stderr
     listing = await cli("heal", "list", "-c", str(cfg))

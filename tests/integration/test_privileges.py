@@ -2,97 +2,78 @@
 
 from __future__ import annotations
 
-import subprocess
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import anyio
 import asyncpg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ruvectord.audit import Signer
 from ruvectord.clock import ManualClock
-from ruvectord.embedded import bin_dir
 from ruvectord.healing.strategies.throttle_ingestion import ensure_guard
-from ruvectord.postgres.migrations import migrate
+from ruvectord.postgres.migrations import MigrationError, ensure_current
 from ruvectord.postgres.pool import Database
 from ruvectord.postgres.sampler import Sampler
 from ruvectord.postgres.store import Store
-from ruvectord.scenarios.collection import CollectionSpec, create_collection
 from tests.conftest import PgServer, options
 from tests.helpers import make_config
-
-ROLES_SQL = Path(__file__).parents[2] / "deploy" / "sql" / "roles.sql"
-PSQL = bin_dir() / "psql"  # the embedded server's client works against any server version
-
-
-def _as(dsn: str, user: str) -> str:
-    parts = urlsplit(dsn)
-    netloc = parts.netloc.split("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc}"))
-
-
-async def _psql(dsn: str, *variables: str) -> None:
-    args = [str(PSQL), dsn, "-X", "-q", "-f", str(ROLES_SQL)]
-    for v in variables:
-        args += ["-v", v]
-    done = await anyio.to_thread.run_sync(
-        lambda: subprocess.run(args, capture_output=True, text=True, timeout=60)
-    )
-    assert done.returncode == 0, done.stderr
+from tests.roles import insert_one, parties
 
 
 async def test_roles_sql_is_enough_for_the_daemon_and_for_applications(
     pg_server: PgServer, tmp_path: Path
 ) -> None:
-    tag = uuid.uuid4().hex[:8]
-    dbname, daemon, app = f"rvt_priv_{tag}", f"rvd_{tag}", f"rva_{tag}"
-    admin = await asyncpg.connect(pg_server.admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{dbname}"')
-        await admin.execute(f'CREATE ROLE "{app}" LOGIN')
-        dsn = pg_server.dsn(dbname)
-        owner = await asyncpg.connect(dsn)
+    async with parties(pg_server) as p:
+        db = await Database.connect(options(p.as_(p.daemon)))
         try:
-            spec = CollectionSpec(partitions=4, rows_per_partition=5, index=False)
-            await create_collection(owner, spec)
-            await owner.execute(f'GRANT INSERT ON public.items TO "{app}"')
-        finally:
-            await owner.close()
-
-        await _psql(dsn, f"daemon={daemon}", "tables=public.items")
-        db = await Database.connect(options(_as(dsn, daemon)))
-        try:
-            await migrate(db)
-            config = make_config(_as(dsn, daemon), tmp_path, spec)
-            cid = (await Store(db).sync_collections(config))["items"]
+            # the schema is current: the daemon's role needs no right to migrate
+            await ensure_current(db, may_migrate=True)
+            config = make_config(p.as_(p.daemon), tmp_path, p.spec)
+            signer = Signer(Ed25519PrivateKey.generate())
+            store = Store(db, signer)
+            await store.register_key(signer, "test")
+            cid = (await store.sync_collections(config))["items"]
             snap = await Sampler(db, config.collections[0]).sample(ManualClock().now(), cid)
             assert len(snap.partitions) == 4
-            assert await ensure_guard(db, "public.items", cid, lock_timeout_ms=1000) == (
-                "installed now"
+            assert await ensure_guard(db, cid, lock_timeout_ms=1000) == "installed now"
+            assert await ensure_guard(db, cid, lock_timeout_ms=1000) == "installed"
+            event = await store.record_event(
+                {
+                    "collection": "items",
+                    "event_type": "audit",
+                    "metadata": {"test": True},
+                    "created_at": ManualClock().now(),
+                }
             )
+            assert event >= 1
         finally:
             await db.close()
 
-        await _psql(dsn, f"daemon={daemon}", f"app={app}")  # again, now that the schema exists
-        client = await asyncpg.connect(_as(dsn, app))
+        client = await asyncpg.connect(p.as_(p.app))
         try:
             gate = await client.fetchval("SELECT ruvector_integrity_gate('items', 'search')")
             assert '"response": "allow"' in gate
-            kind = await client.fetchval(
-                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                "WHERE attrelid = 'public.items'::regclass AND attname = 'embedding'"
-            )
-            values = ",".join(["0.5"] * spec.dims)
-            literal = f"[{values}]" if kind.startswith("vector") else f"{{{values}}}"
             # through the guard trigger, with nothing but INSERT on the table
-            await client.execute(
-                f"INSERT INTO public.items (shard, embedding) VALUES (1, $1::text::{kind})",
-                literal,
-            )
+            await insert_one(client, p.spec)
         finally:
             await client.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        for role in (daemon, app):
-            await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
-        await admin.close()
+
+
+async def test_a_least_privilege_daemon_says_who_must_migrate(pg_server: PgServer) -> None:
+    async with parties(pg_server) as p:
+        admin = await asyncpg.connect(p.dsn)
+        try:
+            await admin.execute("DELETE FROM ruvector.schema_migrations WHERE version = 4")
+        finally:
+            await admin.close()
+        db = await Database.connect(options(p.as_(p.daemon)))
+        try:
+            try:
+                await ensure_current(db, may_migrate=True)
+            except MigrationError as exc:
+                message = str(exc)
+            else:
+                raise AssertionError("a daemon role could migrate")
+            assert "ruvectord migrate --admin-dsn" in message
+            assert f"{p.daemon} may not" in message or "may not create roles" in message
+        finally:
+            await db.close()

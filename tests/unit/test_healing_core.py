@@ -133,9 +133,13 @@ class Named:
     reversible: bool = True
     supports_dry_run: bool = False
     lift_on_recovery: bool = False
+    leased: bool = False
 
     async def plan(self, ctx: RemediationContext) -> dict[str, Any]:
         return {}
+
+    async def renew(self, ctx: RemediationContext) -> bool:
+        return True
 
     async def execute(self, ctx: RemediationContext) -> RemediationResult:
         return RemediationResult(True)

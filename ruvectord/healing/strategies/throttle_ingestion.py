@@ -5,6 +5,10 @@ more. They live in ruvector.throttles, where `ruvector_integrity_gate` (throttle
 the optional guard trigger on the collection's table (SQLSTATE RV429, "retry after N s") read
 them. Rollback restores exactly the levels `plan` saw, rows that did not exist included.
 
+A throttle is a lease: each row carries `expires_at`, which the acting daemon renews every
+cycle while the collection is degraded (`renew`). The trigger and the gate ignore an expired
+row, so a throttle whose daemon died, was paused or lost its database lapses by itself.
+
 The guard trigger is DDL on a busy table, so it is installed ahead of time (when the actor
 starts and the collection is normal); `execute` only installs it itself with a very short lock
 timeout, and carries on with gate-only throttling if the table is too busy for that.
@@ -12,6 +16,7 @@ timeout, and carries on with gate-only throttling if the table is too busy for t
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ruvectord.healing.problems import ProblemKind
@@ -31,10 +36,12 @@ class ThrottleIngestion:
     reversible = True
     supports_dry_run = True
     lift_on_recovery = True
+    leased = True
 
     async def plan(self, ctx: RemediationContext) -> dict[str, Any]:
         rows = await ctx.sql.fetch(
-            "SELECT operation, throttle_pct, retry_after_seconds, action_id "
+            "SELECT operation, throttle_pct, retry_after_seconds, action_id, "
+            "extract(epoch FROM expires_at)::float8 AS expires_epoch "
             "FROM ruvector.throttles WHERE collection_id = $1 AND operation = ANY($2::text[])",
             ctx.collection_id,
             list(OPERATIONS),
@@ -42,8 +49,10 @@ class ThrottleIngestion:
         previous = {
             r["operation"]: {
                 "throttle_pct": r["throttle_pct"],
-                "retry_after_seconds": r["retry_after_seconds"],
+                # rows written before CHECK constraints existed may hold NaN: never carry it on
+                "retry_after_seconds": _finite_or(r["retry_after_seconds"], 5.0),
                 "action_id": r["action_id"],
+                "expires_epoch": _finite_or(r["expires_epoch"], 0.0),
             }
             for r in rows
         }
@@ -63,16 +72,36 @@ class ThrottleIngestion:
             return RemediationResult(True, 0, 0.0, {"dry_run": True, "would_set": levels})
         retry = ctx.settings.throttle.retry_after_seconds
         for op, pct in levels.items():
-            await _set_level(ctx.sql, ctx.collection_id, op, pct, retry, ctx.action_id)
+            await _set_level(
+                ctx.sql, ctx.collection_id, op, pct, retry, ctx.action_id, ctx.lease_seconds
+            )
         guard = "disabled by healing.throttle.install_trigger"
         if ctx.settings.throttle.install_trigger:
-            guard = await ensure_guard(ctx.sql, ctx.table, ctx.collection_id, lock_timeout_ms=200)
+            guard = await ensure_guard(ctx.sql, ctx.collection_id, lock_timeout_ms=200)
         return RemediationResult(
             True,
             len(levels),
             0.0,
-            {"throttle_pct": levels, "retry_after_seconds": retry, "guard": guard},
+            {
+                "throttle_pct": levels,
+                "retry_after_seconds": retry,
+                "lease_seconds": ctx.lease_seconds,
+                "guard": guard,
+            },
         )
+
+    async def renew(self, ctx: RemediationContext) -> bool:
+        # only rows still in force: a lease that lapsed, or that an operator lifted (expired
+        # it), is never brought back
+        renewed = await ctx.sql.fetch(
+            "UPDATE ruvector.throttles SET expires_at = now() + make_interval(secs => $3), "
+            "updated_at = now() WHERE collection_id = $1 AND action_id = $2 "
+            "AND expires_at > statement_timestamp() RETURNING operation",
+            ctx.collection_id,
+            ctx.action_id,
+            ctx.lease_seconds,
+        )
+        return bool(renewed)
 
     async def rollback(self, ctx: RemediationContext) -> None:
         previous: dict[str, Any] = ctx.rollback_data.get("previous", {})
@@ -93,42 +122,69 @@ class ThrottleIngestion:
                     before["throttle_pct"],
                     before["retry_after_seconds"],
                     before["action_id"],
+                    None,
+                    expires_epoch=before.get("expires_epoch", 0.0),
                 )
 
 
 async def _set_level(
-    sql: Sql, collection_id: int, op: str, pct: int, retry: float, action_id: int | None
+    sql: Sql,
+    collection_id: int,
+    op: str,
+    pct: int,
+    retry: float,
+    action_id: int | None,
+    lease_seconds: float | None,
+    *,
+    expires_epoch: float = 0.0,
 ) -> None:
+    """Upsert one level; it expires `lease_seconds` from now, or at `expires_epoch`."""
     await sql.execute(
         """
         INSERT INTO ruvector.throttles
-               (collection_id, operation, throttle_pct, retry_after_seconds, action_id, updated_at)
-        VALUES ($1, $2, $3, $4, $5, now())
+               (collection_id, operation, throttle_pct, retry_after_seconds, action_id,
+                expires_at, updated_at)
+        VALUES ($1, $2, $3, $4, $5,
+                CASE WHEN $6::float8 IS NULL THEN to_timestamp($7::float8)
+                     ELSE now() + make_interval(secs => $6::float8) END, now())
         ON CONFLICT (collection_id, operation) DO UPDATE SET
             throttle_pct = EXCLUDED.throttle_pct,
             retry_after_seconds = EXCLUDED.retry_after_seconds,
-            action_id = EXCLUDED.action_id, updated_at = now()
+            action_id = EXCLUDED.action_id, expires_at = EXCLUDED.expires_at, updated_at = now()
         """,
         collection_id,
         op,
         pct,
         retry,
         action_id,
+        lease_seconds,
+        expires_epoch,
         idempotent=True,
     )
 
 
-async def ensure_guard(sql: Sql, table: str, collection_id: int, *, lock_timeout_ms: int) -> str:
-    """Install the guard trigger unless present; never wait long for the table's lock."""
-    if await sql.fetchval("SELECT ruvector.has_throttle_guard($1::regclass)", table):
-        return "installed"
+def _finite_or(value: float | None, default: float) -> float:
+    return value if value is not None and math.isfinite(value) else default
+
+
+async def ensure_guard(sql: Sql, collection_id: int, *, lock_timeout_ms: int) -> str:
+    """Install the guard trigger unless present; never wait long for the table's lock.
+
+    Only through ruvector.install_throttle_guard (owned by ruvector_owner): the daemon's own
+    role holds no TRIGGER privilege, so it cannot attach anything else to a collection table.
+    """
     try:
-        await sql.execute(
-            "SELECT ruvector.install_throttle_guard($1::regclass, $2, make_interval(secs => $3))",
-            table,
+        state: str = await sql.fetchval(
+            "SELECT ruvector.install_throttle_guard($1, make_interval(secs => $2))",
             collection_id,
             lock_timeout_ms / 1000.0,
         )
-    except Exception as exc:  # the table is busy (lock_timeout) or we lack the privilege
-        return f"not installed ({type(exc).__name__}: {exc}); throttling through the gate only"
-    return "installed now"
+    except Exception as exc:  # the table is busy (lock_timeout) or the owner lacks TRIGGER
+        why = f"{type(exc).__name__}: {exc}"
+        if getattr(exc, "sqlstate", None) == "42501":
+            why += (
+                " (ruvector_owner needs TRIGGER on the collection's table and partitions: "
+                "psql -v tables=... -f deploy/sql/roles.sql)"
+            )
+        return f"not installed ({why}); throttling through the gate only"
+    return state
