@@ -325,7 +325,7 @@ class RemediationEngine:
                 reason=blocked,
             )
             return f"{problem.describe()}; {blocked}"
-        selection = self.registry.select(problem, cfg.max_auto_heal_impact)
+        selection = self.registry.select(problem, cfg.max_auto_heal_impact, cycle.collection.name)
         if selection.strategy is None:
             log.warning(
                 "no_strategy",
