@@ -213,12 +213,57 @@ class HealingConfig(_Section):
     throttle: ThrottleConfig = ThrottleConfig()
 
 
+class KubernetesConfig(_Section):
+    """How to reach the Kubernetes API (used only when a collection has a `replicas` target)."""
+
+    kubeconfig: Path | None = None  # None: in-cluster (the pod's service account)
+    request_timeout_seconds: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 10.0
+    poll_interval_seconds: Annotated[float, Field(ge=0.05, le=60, allow_inf_nan=False)] = 2.0
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+
+
+class ReplicaTarget(_Section):
+    """The Kubernetes workload scale_replicas may scale for a collection."""
+
+    kind: Literal["Deployment", "StatefulSet", "Cluster"]  # Cluster: CloudNativePG
+    namespace: str
+    name: str
+    max_replicas: Annotated[int, Field(ge=1, le=1000)]
+    ready_timeout_seconds: Annotated[float, Field(gt=0, le=1800, allow_inf_nan=False)] = 300.0
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value):
+            raise ValueError(
+                f"{value!r} is not a Kubernetes namespace (lower-case letters, digits and -, "
+                "at most 63)"
+            )
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _object_name(cls, value: str) -> str:
+        if not _DNS_SUBDOMAIN.match(value):
+            raise ValueError(
+                f"{value!r} is not a Kubernetes object name (lower-case letters, digits, - and ., "
+                "at most 253)"
+            )
+        return value
+
+
 class CollectionConfig(_Section):
     name: str
     table: str
     vector_column: str
     tenant_column: str | None = None
     budgets: BudgetOverrides = BudgetOverrides()
+    replicas: ReplicaTarget | None = None  # scale_replicas' Kubernetes workload
 
     @field_validator("name")
     @classmethod
@@ -260,6 +305,7 @@ class Config(_Section):
     logging: LoggingConfig = LoggingConfig()
     integrity: IntegrityConfig = IntegrityConfig()
     healing: HealingConfig = HealingConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
     collections: tuple[CollectionConfig, ...] = ()
 
     @field_validator("collections")
@@ -275,6 +321,10 @@ class Config(_Section):
     @property
     def signing_key_path(self) -> Path:
         return self.integrity.signing_key_file or self.daemon.state_directory / "signing.key"
+
+    @property
+    def has_kubernetes_targets(self) -> bool:
+        return any(c.replicas is not None for c in self.collections)
 
     def budgets_for(self, collection: CollectionConfig) -> Budgets:
         return collection.budgets.apply(self.integrity.budgets)
@@ -417,6 +467,7 @@ _RULES: dict[str, Callable[[dict[str, Any]], str]] = {
     "int_from_float": lambda ctx: "is not a whole number",
     "float_parsing": lambda ctx: "is not a number",
     "float_type": lambda ctx: "is not a number",
+    "finite_number": lambda ctx: "is not a finite number",
     "bool_parsing": lambda ctx: "is not true or false",
     "bool_type": lambda ctx: "is not true or false",
     "string_type": lambda ctx: "is not a string",

@@ -402,7 +402,12 @@ async def build_healer(daemon: Daemon) -> Healer | None:
     db, store, rt = daemon.db, daemon.store, daemon.rt
     assert db is not None and store is not None and rt is not None
     journal = HealingStore(db)
-    registry = builtin_registry()
+    kube = None
+    if daemon.config.has_kubernetes_targets:
+        from ruvectord.kube import Kube  # only a daemon with a Kubernetes target loads it
+
+        kube = Kube(lambda: daemon.config.kubernetes)
+    registry = builtin_registry(kube=kube, config=lambda: daemon.config)
     audit = audit_writer(store, daemon.clock)
 
     async def took_over() -> None:

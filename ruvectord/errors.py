@@ -30,3 +30,23 @@ class CollectionError(UserError):
         self.collection = collection
         self.reason = reason
         super().__init__(f"collection {collection!r}: {reason}")
+
+
+class KubernetesError(RuvectordError):
+    """A Kubernetes API call failed; the message says what, where and what to do."""
+
+
+class KubeUnreachable(KubernetesError):
+    """The API server did not answer (connection refused, DNS, TLS, timeout)."""
+
+
+class KubeForbidden(KubernetesError):
+    """The API server rejected the credentials (401) or the role lacks a verb (403)."""
+
+
+class WorkloadNotFound(KubernetesError):
+    """The configured workload (or its resource type) does not exist."""
+
+
+class NotReady(KubernetesError):
+    """The workload did not report enough ready replicas within the timeout."""

@@ -28,6 +28,7 @@ from ruvectord.config import DatabaseConfig
 from ruvectord.embedded import EmbeddedPostgres
 from ruvectord.postgres.migrations import migrate
 from ruvectord.postgres.pool import ConnectOptions, Database
+from tests.kube import kube_cluster, kube_server  # noqa: F401  (fixtures: a real API server)
 
 TEMPLATE = "ruvectord_test_template"
 

@@ -198,7 +198,9 @@ class RemediationEngine:
                 reason=verdict.blocked,
             )
             return f"{problem.describe()}; {verdict.blocked}"
-        selection = self.registry.select(problem, cfg.max_auto_heal_impact, held_off(history, cfg))
+        selection = self.registry.select(
+            problem, cfg.max_auto_heal_impact, held_off(history, cfg), collection=name
+        )
         if selection.strategy is None:
             log.warning(
                 "no_strategy", collection=name, problem=problem.kind.value, reason=selection.reason

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ruvectord.config import HealingConfig
 from ruvectord.healing.problems import Problem, ProblemKind
@@ -71,7 +71,6 @@ class Strategy(Protocol):
     name: str
     handles: frozenset[ProblemKind]
     impact: float  # 0..1, higher is more disruptive
-    estimated_duration: float  # seconds; the engine times out at twice this
     reversible: bool
     supports_dry_run: bool
     # undone (by its own rollback) once the collection is back to normal: a throttle is a
@@ -79,6 +78,13 @@ class Strategy(Protocol):
     lift_on_recovery: bool
     # its effect is a lease that lapses unless renewed (see `renew`)
     leased: bool
+
+    # read-only, so a strategy may derive it from the config (scale_replicas: its readiness
+    # timeout)
+    @property
+    def estimated_duration(self) -> float:
+        """Seconds; the engine times out at twice this."""
+        ...
 
     async def plan(self, ctx: RemediationContext) -> dict[str, Any]:
         """Read what `rollback` will need; returns the rollback data. Changes nothing."""
@@ -93,6 +99,13 @@ class Strategy(Protocol):
         lifted by someone else (then the engine rolls it back and journals it lifted).
         Strategies that are not leased return True."""
         ...
+
+
+@runtime_checkable
+class Scoped(Protocol):
+    """A strategy that applies only to some collections (scale_replicas: those with a target)."""
+
+    def applies_to(self, collection: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -131,12 +144,23 @@ class StrategyRegistry:
         return self.weights.get(name, 1.0)
 
     def select(
-        self, problem: Problem, max_impact: float, held_off: Mapping[str, float] | None = None
+        self,
+        problem: Problem,
+        max_impact: float,
+        held_off: Mapping[str, float] | None = None,
+        *,
+        collection: str | None = None,
     ) -> Selection:
         """Among strategies for the problem's class within the impact cap, the highest learned
         weight wins (default 1.0); ties go to the lower impact, then the name. A strategy a
-        human rejected recently (`held_off`: name -> seconds left) is not proposed again."""
-        handling = [s for s in self._strategies.values() if problem.kind in s.handles]
+        human rejected recently (`held_off`: name -> seconds left) is not proposed again. With
+        a collection, strategies that do not apply to it are left out."""
+        handling = [
+            s
+            for s in self._strategies.values()
+            if problem.kind in s.handles
+            and (collection is None or not isinstance(s, Scoped) or s.applies_to(collection))
+        ]
         if not handling:
             return Selection(None, f"no strategy handles {problem.kind.value}")
         allowed = [s for s in handling if s.impact <= max_impact]

@@ -63,6 +63,28 @@ MALFORMED = [
     ("a: b: c\n", r":1:5: invalid YAML: mapping values are not allowed here"),
     ("- just\n- a list\n", r"the top level must be a mapping, not list"),
     ("healing:\n  max_auto_heal_impact: 1.5\n", r"healing\.max_auto_heal_impact: 1\.5 is not <= 1"),
+    (
+        "collections:\n  - name: items\n    table: t\n    vector_column: v\n"
+        "    replicas: {kind: Pod, namespace: ruvector, name: r, max_replicas: 3}\n",
+        r"collections\[0\]\.replicas\.kind: 'Pod' is not one of 'Deployment', 'StatefulSet' "
+        r"or 'Cluster' \(.*line 5\)",
+    ),
+    (
+        "collections:\n  - name: items\n    table: t\n    vector_column: v\n"
+        "    replicas: {kind: Deployment, namespace: Ruvector, name: r, max_replicas: 5000}\n",
+        r"collections\[0\]\.replicas\.namespace: 'Ruvector' is not a Kubernetes namespace"
+        r"(.|\n)*collections\[0\]\.replicas\.max_replicas: 5000 is not <= 1000",
+    ),
+    (
+        "collections:\n  - name: items\n    table: t\n    vector_column: v\n"
+        "    replicas: {kind: Deployment, namespace: ruvector, name: r}\n",
+        r"collections\[0\]\.replicas\.max_replicas: required key is missing",
+    ),
+    (
+        "kubernetes:\n  request_timeout_seconds: .inf\n",
+        r"^kubernetes\.request_timeout_seconds: \.inf is not a finite number \(.*line 2\)$",
+    ),
+    ("kubernetes:\n  kubeconfg: /x\n", r"kubernetes\.kubeconfg: unknown key \(did you mean"),
 ]
 
 

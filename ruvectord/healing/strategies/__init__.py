@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from ruvectord.config import Config
+from ruvectord.healing.strategies.scale_replicas import ReplicaScaler, ScaleReplicas
 from ruvectord.healing.strategies.throttle_ingestion import ThrottleIngestion
-from ruvectord.healing.strategy import StrategyRegistry
+from ruvectord.healing.strategy import Strategy, StrategyRegistry
 
 
-def builtin_registry() -> StrategyRegistry:
-    return StrategyRegistry([ThrottleIngestion()])
+def builtin_registry(
+    *, kube: ReplicaScaler | None = None, config: Callable[[], Config] | None = None
+) -> StrategyRegistry:
+    """The built-in strategies; scale_replicas only with a Kubernetes adapter (and the config
+    that names each collection's workload)."""
+    strategies: list[Strategy] = [ThrottleIngestion()]
+    if kube is not None:
+        if config is None:
+            raise ValueError("scale_replicas needs the config along with the Kubernetes adapter")
+        strategies.append(ScaleReplicas(kube, config))
+    return StrategyRegistry(strategies)
