@@ -30,3 +30,7 @@ class CollectionError(UserError):
         self.collection = collection
         self.reason = reason
         super().__init__(f"collection {collection!r}: {reason}")
+
+
+class EndpointError(RuvectordError):
+    """The metrics endpoint cannot listen on its configured address (a runtime failure)."""
