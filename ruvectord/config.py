@@ -229,7 +229,7 @@ class ThrottleConfig(_Section):
 class HealingConfig(_Section):
     enabled: bool = True
     min_healing_interval_seconds: Annotated[float, Field(ge=0, le=WEEK)] = 300.0
-    max_attempts_per_window: Annotated[int, Field(ge=1, le=1000)] = 3
+    max_attempts_per_window: Annotated[int, Field(ge=1, le=100_000)] = 3
     attempt_window_seconds: Annotated[float, Field(gt=0, le=WEEK)] = 3600.0
     max_auto_heal_impact: Fraction = 0.5
     require_approval_strategies: tuple[str, ...] = ("scale_replicas",)
