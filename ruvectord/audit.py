@@ -13,10 +13,12 @@ have no `prev_hash` and sign exactly what they signed then.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -130,11 +132,9 @@ def pinned_keys(key_file: Path | None, configured: tuple[str, ...]) -> dict[str,
         raw = public_key_from_hex(text)
         keys[key_id(Ed25519PublicKey.from_public_bytes(raw))] = raw
     if key_file is not None:
-        try:
-            signer = _read_key(key_file)
-        except FileNotFoundError:
-            signer = None
-        if signer is not None:
+        key = read_key(key_file)
+        if key is not None:
+            signer = Signer(key)
             keys[signer.id] = signer.public_bytes
     return keys
 
@@ -142,21 +142,23 @@ def pinned_keys(key_file: Path | None, configured: tuple[str, ...]) -> dict[str,
 def load_or_create_key(path: Path) -> tuple[Signer, bool]:
     """Read the PEM private key at `path`, creating it (mode 0600) if missing.
 
-    Returns the signer and whether the key was created now. Blocking file I/O: call it
-    through a worker thread from async code.
+    Returns the signer and whether the key was created now. A new key is written whole or not
+    at all (temp file, fsync, link into place, fsync the directory), so an interrupted start
+    never leaves an empty key behind, and when two daemons start at once the first key to
+    land wins and both use it. Blocking file I/O: call it through a worker thread.
     """
-    try:
-        return _read_key(path), False
-    except FileNotFoundError:
-        return _create_key(path), True
+    key = read_key(path)
+    if key is None:
+        return _create_key(path)
+    return Signer(key), False
 
 
-def _read_key(path: Path) -> Signer:
-    """Read an existing PEM private key; FileNotFoundError when there is none."""
+def read_key(path: Path) -> Ed25519PrivateKey | None:
+    """The key at `path`, None if there is none yet; `UserError` if it cannot be used."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise
+        return None
     except OSError as exc:
         raise UserError(f"signing key {path}: cannot read: {exc.strerror}") from None
     mode = path.stat().st_mode & 0o777
@@ -164,16 +166,36 @@ def _read_key(path: Path) -> Signer:
         raise UserError(
             f"signing key {path}: mode {mode:04o} lets others read it; chmod 600 {path}"
         )
+    return _parse_key(path, data)
+
+
+def _parse_key(path: Path, data: bytes) -> Ed25519PrivateKey:
+    what_to_do = (
+        f"restore it from a backup, or move it aside (mv {path} {path}.broken) to let "
+        "ruvectord create a new key on the next start (events signed by the old key stay "
+        "verifiable: its public key is in ruvector.signing_keys)"
+    )
+    if not data.strip():
+        raise UserError(
+            f"signing key {path}: the file is empty (a key write was interrupted?); " + what_to_do
+        )
     try:
         key = serialization.load_pem_private_key(data, password=None)
-    except ValueError as exc:
-        raise UserError(f"signing key {path}: not a PEM private key ({exc})") from None
+    except (ValueError, TypeError) as exc:
+        raise UserError(
+            f"signing key {path}: not a PEM private key ({exc}); " + what_to_do
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise UserError(f"signing key {path}: not an Ed25519 key")
-    return Signer(key)
+        raise UserError(
+            f"signing key {path}: a {type(key).__name__}, not an Ed25519 key; " + what_to_do
+        )
+    return key
 
 
-def _create_key(path: Path) -> Signer:
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
+
+
+def _create_key(path: Path) -> tuple[Signer, bool]:
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -182,12 +204,40 @@ def _create_key(path: Path) -> Signer:
     )
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # O_EXCL: two daemons starting at once must not overwrite each other's key
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_key(path)
+        # mkstemp: mode 0600, in the same directory so that the link below cannot cross
+        # file systems
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise UserError(f"signing key {path}: cannot create: {exc.strerror}") from None
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    return Signer(key)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            # link, unlike rename, never replaces: a key another daemon put there first wins
+            os.link(tmp, path)
+        except FileExistsError:
+            return load_or_create_key(path)[0], False
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            # a file system without hard links: rename, after a check that leaves a narrow race
+            if path.exists():
+                return load_or_create_key(path)[0], False
+            os.rename(tmp, path)
+        _fsync_directory(path.parent)
+    except OSError as exc:
+        raise UserError(f"signing key {path}: cannot create: {exc.strerror}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return Signer(key), True
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

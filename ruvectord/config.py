@@ -2,7 +2,9 @@
 
 Every default here comes from the self-healing design (../shared/seed) or the integrity spec;
 `config/ruvectord.example.yaml` documents each key and is checked against these models by the
-test suite, so the two cannot drift apart.
+test suite, so the two cannot drift apart. Every number is finite (no .inf, no .nan) and has a
+documented upper bound, and every rule the runtime relies on between keys is checked here, so
+whatever `run` would trip over, `check-config` rejects first, naming the key.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import difflib
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -34,12 +37,29 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _PUBLIC_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
 
+DAY = 86400.0
+WEEK = 7 * DAY
+
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-PositiveSeconds = Annotated[float, Field(gt=0)]
+# shared by integrity.budgets and each collection's overrides
+MaxQueue = Annotated[int, Field(ge=1, le=100_000)]
+LagBudgetSeconds = Annotated[float, Field(gt=0, le=DAY)]
+LagBudgetBytes = Annotated[int, Field(ge=1, le=2**40)]
+LatencyBudgetMs = Annotated[float, Field(gt=0, le=600_000)]
+HotLoadRatio = Annotated[float, Field(gt=1.0, le=1000)]
+HotOpsPerSecond = Annotated[float, Field(gt=0, le=10_000_000)]
+FragmentationBudget = Annotated[float, Field(gt=0, le=1.0)]
+PartitionLinks = Annotated[int, Field(ge=1, le=64)]
+MaxCentroids = Annotated[int, Field(ge=0, le=10_000)]
+ClassifierCount = Annotated[int, Field(ge=0, le=10_000)]
+Percent = Annotated[float, Field(ge=0, le=100)]
+IntPercent = Annotated[int, Field(ge=0, le=100)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False
+    )
 
 
 class DatabaseConfig(_Section):
@@ -54,6 +74,14 @@ class DatabaseConfig(_Section):
     pool_max_size: Annotated[int, Field(ge=1, le=100)] = 4
     migrate_on_start: bool = True
 
+    @field_validator("dsn")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            # never echo the value: it may hold a password
+            raise ValueError("expected a URI such as postgresql://user@host:5432/dbname")
+        return value
+
     @model_validator(mode="after")
     def _pool_sizes(self) -> Self:
         if self.pool_min_size > self.pool_max_size:
@@ -66,13 +94,27 @@ class DatabaseConfig(_Section):
 
 class DaemonConfig(_Section):
     state_directory: Path = Path("/var/lib/ruvectord")
-    node_name: str = Field(default_factory=lambda: os.uname().nodename)
+    node_name: str = Field(default_factory=socket.gethostname)  # null too: see below
     shutdown_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
+
+    @field_validator("node_name", mode="before")
+    @classmethod
+    def _node_name(cls, value: Any) -> Any:
+        if value is None:
+            return socket.gethostname()  # null or absent: this host's name
+        if isinstance(value, str):
+            if not value.strip() or len(value) > 255:
+                raise ValueError(f"{value!r} is not a node name (1 to 255 characters)")
+            if value.startswith("<") and value.endswith(">"):
+                raise ValueError(
+                    f"{value!r} is a placeholder; leave node_name null to use the host name"
+                )
+        return value
 
 
 class MetricsConfig(_Section):
     enabled: bool = True
-    listen_address: str = "127.0.0.1:9187"
+    listen_address: str = "127.0.0.1:10937"  # see the example file for why this port
 
     @field_validator("listen_address")
     @classmethod
@@ -107,29 +149,29 @@ class LoggingConfig(_Section):
 class Budgets(_Section):
     """What "healthy" means for the capacity formulas of the contracted graph."""
 
-    max_queue: Annotated[int, Field(ge=1)] = 32
-    lag_budget_seconds: Annotated[float, Field(gt=0)] = 30.0
-    lag_budget_bytes: Annotated[int, Field(ge=1)] = 256 * 1024 * 1024
-    latency_budget_ms: Annotated[float, Field(gt=0)] = 100.0
-    hot_load_ratio: Annotated[float, Field(gt=1.0)] = 2.0
-    hot_ops_per_second: Annotated[float, Field(gt=0)] = 200.0
-    fragmentation_budget: Annotated[float, Field(gt=0, le=1.0)] = 0.6
-    partition_links: Annotated[int, Field(ge=1, le=64)] = 4
-    max_centroids: Annotated[int, Field(ge=0, le=10000)] = 1000
+    max_queue: MaxQueue = 32
+    lag_budget_seconds: LagBudgetSeconds = 30.0
+    lag_budget_bytes: LagBudgetBytes = 256 * 1024 * 1024
+    latency_budget_ms: LatencyBudgetMs = 100.0
+    hot_load_ratio: HotLoadRatio = 2.0
+    hot_ops_per_second: HotOpsPerSecond = 200.0
+    fragmentation_budget: FragmentationBudget = 0.6
+    partition_links: PartitionLinks = 4
+    max_centroids: MaxCentroids = 1000
 
 
 class BudgetOverrides(_Section):
     """Per-collection budgets: any key left out takes the global value."""
 
-    max_queue: Annotated[int, Field(ge=1)] | None = None
-    lag_budget_seconds: Annotated[float, Field(gt=0)] | None = None
-    lag_budget_bytes: Annotated[int, Field(ge=1)] | None = None
-    latency_budget_ms: Annotated[float, Field(gt=0)] | None = None
-    hot_load_ratio: Annotated[float, Field(gt=1.0)] | None = None
-    hot_ops_per_second: Annotated[float, Field(gt=0)] | None = None
-    fragmentation_budget: Annotated[float, Field(gt=0, le=1.0)] | None = None
-    partition_links: Annotated[int, Field(ge=1, le=64)] | None = None
-    max_centroids: Annotated[int, Field(ge=0, le=10000)] | None = None
+    max_queue: MaxQueue | None = None
+    lag_budget_seconds: LagBudgetSeconds | None = None
+    lag_budget_bytes: LagBudgetBytes | None = None
+    latency_budget_ms: LatencyBudgetMs | None = None
+    hot_load_ratio: HotLoadRatio | None = None
+    hot_ops_per_second: HotOpsPerSecond | None = None
+    fragmentation_budget: FragmentationBudget | None = None
+    partition_links: PartitionLinks | None = None
+    max_centroids: MaxCentroids | None = None
 
     def apply(self, base: Budgets) -> Budgets:
         return base.model_copy(update=self.model_dump(exclude_none=True))
@@ -142,12 +184,12 @@ class IntegrityConfig(_Section):
     degrade_samples: Annotated[int, Field(ge=1, le=1000)] = 3
     critical_samples: Annotated[int, Field(ge=1, le=1000)] = 2
     recovery_offset: Annotated[float, Field(ge=0, le=1)] = 0.1
-    recovery_hold_seconds: Annotated[float, Field(ge=0)] = 300.0
-    cooldown_seconds: Annotated[float, Field(ge=0)] = 60.0
+    recovery_hold_seconds: Annotated[float, Field(ge=0, le=DAY)] = 300.0
+    cooldown_seconds: Annotated[float, Field(ge=0, le=DAY)] = 60.0
     lambda2_enabled: bool = True
-    lambda2_dense_limit: Annotated[int, Field(ge=0)] = 200
-    sample_retention_days: Annotated[float, Field(gt=0)] = 7.0
-    prune_batch_size: Annotated[int, Field(ge=1)] = 5000
+    lambda2_dense_limit: Annotated[int, Field(ge=0, le=2000)] = 200
+    sample_retention_days: Annotated[float, Field(gt=0, le=3650)] = 7.0
+    prune_batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
     signing_key_file: Path | None = None
     # public keys (64 hex digits, the raw Ed25519 key) `audit verify` trusts besides this
     # daemon's own key file: those of the other daemons writing to the same database
@@ -172,40 +214,46 @@ class IntegrityConfig(_Section):
                 f"threshold_low ({self.threshold_low}) must be below threshold_high "
                 f"({self.threshold_high})"
             )
+        if self.threshold_high + self.recovery_offset >= 1.0:
+            # lambda_cut is at most 1: a bar at or above it means stress never ends
+            raise ValueError(
+                f"threshold_high ({self.threshold_high}) + recovery_offset "
+                f"({self.recovery_offset}) must be below 1, or stress could never recover"
+            )
         return self
 
 
 class ClassifierConfig(_Section):
     """The seed's classification rules; a class fires when the count is strictly above."""
 
-    hotspot_partition_links: Annotated[int, Field(ge=0)] = 3
-    skew_centroids: Annotated[int, Field(ge=0)] = 5
-    contention_dependencies: Annotated[int, Field(ge=0)] = 2
-    memory_pressure_pct: Annotated[float, Field(ge=0, le=100)] = 85.0
-    fragmentation_pct: Annotated[float, Field(ge=0, le=100)] = 30.0
+    hotspot_partition_links: ClassifierCount = 3
+    skew_centroids: ClassifierCount = 5
+    contention_dependencies: ClassifierCount = 2
+    memory_pressure_pct: Percent = 85.0
+    fragmentation_pct: Percent = 30.0
 
 
 class ThrottleConfig(_Section):
-    stress_pct: Annotated[int, Field(ge=0, le=100)] = 50
-    critical_pct: Annotated[int, Field(ge=0, le=100)] = 90
-    bulk_extra_pct: Annotated[int, Field(ge=0, le=100)] = 10
-    retry_after_seconds: Annotated[float, Field(ge=0)] = 5.0
+    stress_pct: IntPercent = 50
+    critical_pct: IntPercent = 90
+    bulk_extra_pct: IntPercent = 10
+    retry_after_seconds: Annotated[float, Field(ge=0, le=3600)] = 5.0
     install_trigger: bool = True
 
 
 class HealingConfig(_Section):
     enabled: bool = True
-    min_healing_interval_seconds: Annotated[float, Field(ge=0)] = 300.0
-    max_attempts_per_window: Annotated[int, Field(ge=1)] = 3
-    attempt_window_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    min_healing_interval_seconds: Annotated[float, Field(ge=0, le=WEEK)] = 300.0
+    max_attempts_per_window: Annotated[int, Field(ge=1, le=100_000)] = 3
+    attempt_window_seconds: Annotated[float, Field(gt=0, le=WEEK)] = 3600.0
     max_auto_heal_impact: Fraction = 0.5
     require_approval_strategies: tuple[str, ...] = ("scale_replicas",)
-    approval_ttl_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    approval_ttl_seconds: Annotated[float, Field(gt=0, le=WEEK)] = 3600.0
     learning_enabled: bool = True
-    learning_window_days: Annotated[float, Field(gt=0)] = 30.0
-    ineffective_after: Annotated[int, Field(ge=0)] = 3
-    settle_seconds: Annotated[float, Field(ge=0)] = 10.0
-    min_improvement: Annotated[float, Field(ge=0)] = 0.10
+    learning_window_days: Annotated[float, Field(gt=0, le=365)] = 30.0
+    ineffective_after: Annotated[int, Field(ge=0, le=1000)] = 3
+    settle_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    min_improvement: Annotated[float, Field(ge=0, le=10)] = 0.10
     # a brake (throttle) is a lease the acting daemon renews every sample while the collection
     # is degraded: it lapses after this many sample intervals without a renewal
     lease_samples: Annotated[int, Field(ge=1, le=100)] = 3
@@ -385,7 +433,9 @@ def parse_config(
     origins: dict[tuple[str, ...], str] = {}
     problems: list[str] = []
     for key, raw in sorted((env if env is not None else os.environ).items()):
-        if not key.startswith(ENV_PREFIX) or key in _NOT_OVERRIDES:
+        # only RUVECTORD_<SECTION>__<KEY> is an override; RUVECTORD_CONFIG and any other
+        # variable that merely shares the prefix is none of our business
+        if not key.startswith(ENV_PREFIX) or "__" not in key[len(ENV_PREFIX) :]:
             continue
         keypath = tuple(p.lower() for p in key[len(ENV_PREFIX) :].split("__"))
         if not all(keypath):
@@ -411,10 +461,6 @@ def parse_config(
         raise ConfigError(
             [_describe(err, lines, origins, source) for err in exc.errors(include_url=False)]
         ) from None
-
-
-# Variables that share the prefix but are not config keys.
-_NOT_OVERRIDES = frozenset({"RUVECTORD_CONFIG", "RUVECTORD_TEST_DSN", "RUVECTORD_TEST_EMBEDDED"})
 
 
 def _set_path(data: dict[str, Any], keypath: tuple[str, ...], value: Any) -> bool:

@@ -15,6 +15,7 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from ruvectord.healing.strategies import builtin_registry
 from ruvectord.healing.strategies.throttle_ingestion import ensure_guard
 from ruvectord.integrity.monitor import CollectionMonitor, Healer, Runtime
 from ruvectord.logs import get_logger, setup_logging
-from ruvectord.metrics import Metrics, serve_http
+from ruvectord.metrics import Endpoint, Metrics, open_endpoint
 from ruvectord.postgres.actions import HealingStore
 from ruvectord.postgres.control import Notifications
 from ruvectord.postgres.leader import ActorLock
@@ -112,13 +113,20 @@ class Daemon:
             collections=[c.name for c in self.config.collections],
         )
         self.notifier.status("starting")
+        endpoint: Endpoint | None = None
         try:
+            if self.config.metrics.enabled:
+                # before the database: a port that is taken fails the start at once
+                m = self.config.metrics
+                endpoint = await open_endpoint(m.host, m.port)
+                self.metrics_port = endpoint.port
             await self._start()
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._signals, name="signals")
-                if self.config.metrics.enabled:
-                    self.metrics_port = await tg.start(self._serve_metrics, name="metrics")
+                if endpoint is not None:
+                    serve = partial(endpoint.serve, self.metrics, self.status)
+                    tg.start_soon(_logged("metrics", serve), name="metrics")
                 if self.notifier.watchdog_interval:
                     tg.start_soon(self._watchdog, name="watchdog")
                 tg.start_soon(self._housekeeping, name="housekeeping")
@@ -132,6 +140,8 @@ class Daemon:
                 log.info("daemon_ready", msg=status, metrics_port=self.metrics_port)
         finally:
             with anyio.CancelScope(shield=True):
+                if endpoint is not None:
+                    await endpoint.aclose()
                 await self._close()
         left = self.shutdown.left_behind
         if left:
@@ -205,10 +215,6 @@ class Daemon:
                     log.info("signal_received", signal=signal.Signals(signum).name)
                     self.stop()
                     return
-
-    async def _serve_metrics(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        m = self.config.metrics
-        await serve_http(self.metrics, m.host, m.port, self.status, task_status=task_status)
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval

@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 import asyncpg
 
-from ruvectord.config import Config
+from ruvectord.config import Config, DatabaseConfig
 from ruvectord.embedded import EmbeddedPostgres
 from ruvectord.integrity.monitor import Cycle
 from ruvectord.logs import setup_logging
@@ -166,6 +166,8 @@ def run_demo(*, json_lines: bool = False, data_dir: Path | None = None, fast: bo
 
 async def _demo(json_lines: bool, data_dir: Path | None, fast: bool) -> int:
     from ruvectord.daemon import Daemon, build_healer
+    from ruvectord.postgres.migrations import migrate
+    from ruvectord.postgres.pool import ConnectOptions, Database
 
     out = Timeline(json_lines)
     interval = 1.0 if fast else 2.0
@@ -179,6 +181,14 @@ async def _demo(json_lines: bool, data_dir: Path | None, fast: bool) -> int:
     log_file = log_path.open("a")
     try:
         spec = CollectionSpec(partitions=8, rows_per_partition=200)
+        setup_logging("info", "json", stream=log_file)
+        # as a DBA would: `ruvectord migrate` as an administrator, then the collection's
+        # grants from deploy/sql/roles.sql (create_collection does that part)
+        admin = await Database.connect(ConnectOptions.from_config(DatabaseConfig(dsn=dsn)))
+        try:
+            await migrate(admin)
+        finally:
+            await admin.close()
         conn = await asyncpg.connect(dsn, timeout=10)
         try:
             vector = await create_collection(conn, spec)
@@ -190,7 +200,6 @@ async def _demo(json_lines: bool, data_dir: Path | None, fast: bool) -> int:
             + f"{spec.partitions * spec.rows_per_partition} vectors"
         )
         config = demo_config(dsn, root / "state", interval)
-        setup_logging("info", "json", stream=log_file)
         daemon = Daemon(
             config,
             dsn=dsn,

@@ -50,3 +50,7 @@ class WorkloadNotFound(KubernetesError):
 
 class NotReady(KubernetesError):
     """The workload did not report enough ready replicas within the timeout."""
+
+
+class EndpointError(RuvectordError):
+    """The metrics endpoint cannot listen on its configured address (a runtime failure)."""

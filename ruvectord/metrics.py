@@ -2,19 +2,28 @@
 
 Healing metric names are exactly the self-healing design's; the sensor's are
 `ruvector_integrity_*`. Each daemon owns its own registry, so several can live in one test
-process. The endpoint is a minimal HTTP/1.1 responder on anyio (no thread, no framework):
-`/metrics` for Prometheus, `/status` for the last decision of every collection as JSON.
+process. The endpoint serves `/metrics` for Prometheus and `/status` (and `/health`) for the
+last decision of every collection as JSON; it is an attack surface for every local user, so it
+bounds its connections before accept(), drops each one after a deadline and never lets an error
+end the daemon (see `Endpoint`). h11 parses and writes HTTP/1.1 under a small anyio accept loop:
+aiohttp, uvicorn and hypercorn all accept through asyncio's `create_server`, which accepts every
+pending connection (a file descriptor each) before any limit of theirs applies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import anyio
-from anyio.abc import SocketStream
+import h11
+from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup
+from anyio.streams.stapled import MultiListener
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -26,6 +35,7 @@ from prometheus_client import (
 )
 
 from ruvectord import __version__
+from ruvectord.errors import EndpointError
 from ruvectord.logs import get_logger
 
 log = get_logger("ruvectord.metrics")
@@ -42,6 +52,13 @@ class Metrics:
         self.leader = Gauge(
             "ruvectord_actor",
             "1 when this daemon holds the actor lock and may execute healing actions",
+            registry=r,
+        )
+        self.http_dropped = Counter(
+            "ruvectord_http_connections_dropped_total",
+            "Metrics-endpoint connections closed unanswered: past the deadline, or evicted "
+            "to make room while every slot was taken",
+            ["reason"],
             registry=r,
         )
         self.reloads = Counter(
@@ -180,52 +197,204 @@ class Metrics:
 
 # --------------------------------------------------------------------------- HTTP endpoint
 
-_MAX_REQUEST = 8192
+MAX_CONNECTIONS = 32
+DEADLINE_SECONDS = 5.0
+MAX_REQUEST_BYTES = 8192
+_ACCEPT_RETRY_SECONDS = 0.5
+
+Status = Callable[[], dict[str, Any]]
 
 
-async def serve_http(
-    metrics: Metrics,
-    host: str,
-    port: int,
-    status: Callable[[], dict[str, Any]],
-    *,
-    task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve /metrics and /status until cancelled; reports the bound port when started."""
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
-    bound = listener.extra(anyio.abc.SocketAttribute.local_port)
-    log.info("metrics_listening", address=f"{host}:{bound}")
-    task_status.started(bound)
+async def open_endpoint(host: str, port: int) -> Endpoint:
+    """Bind the metrics address, or raise `EndpointError` naming it and the config key."""
+    try:
+        listener = await anyio.create_tcp_listener(
+            local_host=host, local_port=port, reuse_port=False
+        )
+    except OSError as exc:
+        why = {
+            errno.EADDRINUSE: "address already in use (another process listens there: "
+            "stop it or choose another port)",
+            errno.EACCES: "permission denied (ports below 1024 need privileges)",
+            errno.EADDRNOTAVAIL: "no such address on this host",
+        }.get(exc.errno or 0, exc.strerror or str(exc))
+        raise EndpointError(f"metrics.listen_address {_address(host, port)}: {why}") from None
+    return Endpoint(listener)
 
-    async def handle(stream: SocketStream) -> None:
-        async with stream:
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(eq=False)
+class _Connection:
+    stream: SocketStream
+    scope: anyio.CancelScope
+    answered: bool = False
+
+
+class Endpoint:
+    """`/metrics`, `/status` and `/health` on a bound listener, bounded and deadline-guarded.
+
+    At most `max_connections` sockets are open at once. A slot is taken before accept(); when
+    none is free, the oldest connection that has not yet sent its request (or has been
+    answered and is only lingering) is closed to make room, and the new one is accepted only
+    then. Connections being answered are never evicted: if all slots are busy answering,
+    further connections wait in the kernel's backlog without costing a file descriptor. Every
+    connection is dropped `deadline` seconds after it was accepted, whatever it has sent.
+    """
+
+    def __init__(
+        self,
+        listener: MultiListener[SocketStream],
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        deadline: float = DEADLINE_SECONDS,
+    ) -> None:
+        self.listener = listener
+        self.deadline = deadline
+        self.limiter = anyio.CapacityLimiter(max_connections)
+        # connections that may be evicted, oldest first (a dict keeps insertion order)
+        self._evictable: dict[_Connection, None] = {}
+
+    @property
+    def port(self) -> int:
+        port: int = self.listener.extra(SocketAttribute.local_port)
+        return port
+
+    @property
+    def open_connections(self) -> int:
+        return int(self.limiter.borrowed_tokens)
+
+    async def aclose(self) -> None:
+        await self.listener.aclose()
+
+    async def serve(self, metrics: Metrics, status: Status) -> None:
+        """Answer requests until cancelled; an error in one connection never ends the loop."""
+        host, port = self._local()
+        log.info("metrics_listening", address=_address(host, port))
+        async with anyio.create_task_group() as tg:
+            for listener in self.listener.listeners:
+                assert isinstance(listener, SocketListener)
+                tg.start_soon(self._accept_loop, listener, tg, metrics, status)
+
+    def _local(self) -> tuple[str, int]:
+        addr = self.listener.listeners[0].extra(SocketAttribute.local_address)
+        return (str(addr[0]), int(addr[1])) if isinstance(addr, tuple) else (str(addr), 0)
+
+    async def _accept_loop(
+        self, listener: SocketListener, tg: TaskGroup, metrics: Metrics, status: Status
+    ) -> None:
+        raw = listener.extra(SocketAttribute.raw_socket)
+        while True:
+            # a connection is pending in the kernel: only now is a slot worth freeing
+            await anyio.wait_readable(raw)
+            token = object()
+            if self.limiter.available_tokens < 1 and self._evictable:
+                oldest = next(iter(self._evictable))
+                del self._evictable[oldest]
+                oldest.scope.cancel()
+            await self.limiter.acquire_on_behalf_of(token)
             try:
-                with anyio.fail_after(5):
-                    request = b""
-                    while b"\r\n\r\n" not in request and len(request) < _MAX_REQUEST:
-                        request += await stream.receive(4096)
-            except (TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-                return
-            line = request.split(b"\r\n", 1)[0].decode("latin-1")
-            parts = line.split()
-            method, path = (parts[0], parts[1]) if len(parts) >= 2 else ("", "")
-            path = path.split("?", 1)[0]
-            if method not in ("GET", "HEAD"):
-                code, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
-            elif path == "/metrics":
-                code, ctype, body = "200 OK", CONTENT_TYPE_LATEST, metrics.render()
-            elif path in ("/status", "/health"):
-                code, ctype = "200 OK", "application/json"
-                body = json.dumps(status(), default=str).encode() + b"\n"
-            else:
-                code, ctype, body = "404 Not Found", "text/plain", b"try /metrics or /status\n"
-            head = (
-                f"HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n"
-            ).encode()
-            try:
-                await stream.send(head + (b"" if method == "HEAD" else body))
-            except (anyio.BrokenResourceError, OSError):
-                return
+                stream = await listener.accept()
+            except OSError as exc:
+                # EMFILE and friends: the rest of the process ran out; back off, keep serving
+                self.limiter.release_on_behalf_of(token)
+                log.warning("metrics_accept_failed", error=f"{type(exc).__name__}: {exc}")
+                await anyio.sleep(_ACCEPT_RETRY_SECONDS)
+                continue
+            except BaseException:
+                self.limiter.release_on_behalf_of(token)
+                raise
+            tg.start_soon(self._serve_one, stream, token, metrics, status)
 
-    await listener.serve(handle)
+    async def _serve_one(
+        self, stream: SocketStream, token: object, metrics: Metrics, status: Status
+    ) -> None:
+        c = _Connection(stream, anyio.CancelScope(deadline=anyio.current_time() + self.deadline))
+        self._evictable[c] = None
+        try:
+            with c.scope:
+                await self._exchange(c, metrics, status)
+            if c.scope.cancelled_caught and not c.answered:
+                reason = "deadline" if anyio.current_time() >= c.scope.deadline else "evicted"
+                metrics.http_dropped.labels(reason).inc()
+                log.debug("metrics_connection_dropped", reason=reason)
+        except Exception as exc:
+            log.warning("metrics_request_failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._evictable.pop(c, None)
+            await anyio.aclose_forcefully(stream)
+            self.limiter.release_on_behalf_of(token)
+
+    async def _exchange(self, c: _Connection, metrics: Metrics, status: Status) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
+        request: h11.Request | None = None
+        try:
+            request = await _next_request(conn, c.stream)
+            if request is None:
+                return  # the client went away without asking
+            code, ctype, body = _route(request, metrics, status)
+        except h11.RemoteProtocolError as exc:
+            code, ctype, body = exc.error_status_hint, "text/plain", b"bad request\n"
+        self._evictable.pop(c, None)  # being answered: not to be evicted
+        try:
+            out = conn.send(
+                h11.Response(
+                    status_code=code,
+                    reason=HTTPStatus(code).phrase.encode(),
+                    headers=[
+                        ("Content-Type", ctype),
+                        ("Content-Length", str(len(body))),
+                        ("Connection", "close"),
+                    ],
+                )
+            )
+            if request is None or request.method != b"HEAD":
+                out = (out or b"") + (conn.send(h11.Data(data=body)) or b"")
+            out = (out or b"") + (conn.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError:
+            return  # h11 refuses to answer this exchange at all: just close
+        try:
+            await c.stream.send(out)
+            c.answered = True
+            # Linger until the client has read the answer and hung up (or the deadline):
+            # closing at once could discard what the kernel has not sent yet.
+            await c.stream.send_eof()
+            self._evictable[c] = None
+            while True:
+                await c.stream.receive(4096)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            return
+
+
+async def _next_request(conn: h11.Connection, stream: SocketStream) -> h11.Request | None:
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            try:
+                data = await stream.receive(4096)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                data = b""
+            conn.receive_data(data)
+            continue
+        if isinstance(event, h11.Request):
+            return event
+        return None  # ConnectionClosed, or PAUSED without a request
+
+
+def _route(request: h11.Request, metrics: Metrics, status: Status) -> tuple[int, str, bytes]:
+    method = request.method.decode("latin-1")
+    path = request.target.decode("latin-1").split("?", 1)[0]
+    if method not in ("GET", "HEAD"):
+        return 405, "text/plain", b"GET only\n"
+    if path == "/metrics":
+        return 200, CONTENT_TYPE_LATEST, metrics.render()
+    if path in ("/status", "/health"):
+        try:
+            body = json.dumps(status(), default=str).encode() + b"\n"
+        except Exception as exc:
+            log.warning("status_failed", error=f"{type(exc).__name__}: {exc}")
+            return 500, "text/plain", b"status unavailable; see the daemon's log\n"
+        return 200, "application/json", body
+    return 404, "text/plain", b"try /metrics or /status\n"

@@ -64,13 +64,15 @@ class ActorLock:
 
         return unregister
 
-    def _lose(self, why: str) -> None:
+    def _lose(self, why: str, *, shutting_down: bool = False) -> None:
         was = self._held
         self._held = False
         self._why_not = why
         self.metrics.leader.set(0)
         if was:
-            log.error("actor_lock_lost", reason=why, msg=f"stopped acting: {why}")
+            # letting go because we stop is the plan; losing it while running is an alarm
+            report = log.info if shutting_down else log.error
+            report("actor_lock_lost", reason=why, msg=f"stopped acting: {why}")
             for cb in list(self._callbacks.values()):
                 cb()
         self._signal()
@@ -94,7 +96,7 @@ class ActorLock:
                 else:
                     await self._hold(conn)
             except anyio.get_cancelled_exc_class():
-                self._lose("shutting down")
+                self._lose("shutting down", shutting_down=True)
                 raise
             except Exception as exc:
                 if not is_connection_error(exc) and not isinstance(exc, asyncpg.PostgresError):

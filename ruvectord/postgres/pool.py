@@ -9,6 +9,7 @@ is idempotent.
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -27,7 +28,7 @@ from tenacity import (
 
 from ruvectord.config import DatabaseConfig
 from ruvectord.errors import DatabaseUnavailable, UserError
-from ruvectord.logs import get_logger, redact
+from ruvectord.logs import get_logger, redact, register_dsn_secrets, register_secret
 
 T = TypeVar("T")
 log = get_logger("ruvectord.postgres")
@@ -52,7 +53,11 @@ def is_connection_error(exc: BaseException) -> bool:
         return True
     if isinstance(exc, asyncpg.InterfaceError):
         return "connection is closed" in str(exc) or "pool is closing" in str(exc)
-    return isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError | PermissionError)
+    if isinstance(exc, FileNotFoundError):
+        # connect() to a Unix socket that is not there (the server is down, or its socket
+        # directory is not created yet) carries no file name; a file we open does
+        return exc.filename is None
+    return isinstance(exc, OSError) and not isinstance(exc, PermissionError)
 
 
 def describe_target(dsn: str) -> str:
@@ -88,7 +93,10 @@ class ConnectOptions:
                 raise UserError(
                     f"database.password_file: cannot read {cfg.password_file}: {exc.strerror}"
                 ) from None
+            register_secret(password)
         the_dsn = dsn or cfg.dsn
+        register_dsn_secrets(the_dsn)
+        register_secret(os.environ.get("PGPASSWORD"))  # libpq's (and asyncpg's) fallback
         if not the_dsn.startswith(("postgresql://", "postgres://")):
             raise UserError(
                 "database.dsn: expected a URI such as postgresql://user@host:5432/dbname, got "

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import socket
+import subprocess
+import sys
+import types
+import typing
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
+from ruvectord import config as config_module
 from ruvectord.cli import main
-from ruvectord.config import Config, parse_config
+from ruvectord.config import CollectionConfig, Config, parse_config
 from ruvectord.errors import ConfigError
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "ruvectord.example.yaml"
@@ -85,6 +97,19 @@ MALFORMED = [
         r"^kubernetes\.request_timeout_seconds: \.inf is not a finite number \(.*line 2\)$",
     ),
     ("kubernetes:\n  kubeconfg: /x\n", r"kubernetes\.kubeconfg: unknown key \(did you mean"),
+    (
+        "integrity:\n  threshold_high: 0.95\n",
+        r"integrity: threshold_high \(0\.95\) \+ recovery_offset \(0\.1\) must be below 1",
+    ),
+    (
+        "database:\n  dsn: host=db user=app password=hunter2\n",
+        r"^database\.dsn: expected a URI such as postgresql://user@host:5432/dbname \(.*line 2\)$",
+    ),
+    ("daemon:\n  node_name: <hostname>\n", r"daemon\.node_name: '<hostname>' is a placeholder"),
+    (
+        "healing:\n  settle_seconds: .inf\n",
+        r"^healing\.settle_seconds: \.inf is not a finite number",
+    ),
 ]
 
 
@@ -97,6 +122,7 @@ def test_malformed_config_exits_2_naming_the_problem(
     assert main(["check-config", "-c", str(path)]) == 2
     err = capsys.readouterr().err
     assert re.search(expected, err, re.MULTILINE), err
+    assert "hunter2" not in err
 
 
 def test_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -113,7 +139,10 @@ def test_run_refuses_an_invalid_config(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_valid_config_prints_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "good.yaml"
-    path.write_text("collections:\n  - {name: items, table: items, vector_column: embedding}\n")
+    path.write_text(
+        f"daemon: {{state_directory: {tmp_path}}}\n"
+        "collections:\n  - {name: items, table: items, vector_column: embedding}\n"
+    )
     assert main(["check-config", "-c", str(path)]) == 0
     assert capsys.readouterr().out == "ok\n"
     cfg = parse_config(path.read_text())
@@ -158,8 +187,9 @@ def test_collection_budgets_override_only_what_they_name() -> None:
 def test_example_config_documents_every_key_with_its_default() -> None:
     """The example file is the documentation: it must list every key, at its default."""
     example = yaml.safe_load(EXAMPLE.read_text())
-    example["daemon"]["node_name"] = Config().daemon.node_name  # shown as <hostname>
-    assert parse_config(yaml.safe_dump(example)) == Config()
+    loaded = parse_config(yaml.safe_dump(example), env={})
+    assert loaded == Config()
+    assert loaded.daemon.node_name == socket.gethostname()  # node_name: null is the host name
 
     def keys(model: type[BaseModel], prefix: str = "") -> set[str]:
         out: set[str] = set()
@@ -181,3 +211,199 @@ def test_example_config_documents_every_key_with_its_default() -> None:
         return out
 
     assert keys(Config) - present(example) == set()
+
+
+# --------------------------------------------------------------------------- numeric bounds
+
+Path_ = tuple[str | int, ...]
+# what a collection needs besides the key under test
+A_COLLECTION: dict[str, Any] = {"name": "items", "table": "public.items", "vector_column": "v"}
+
+
+def _constraints(field: FieldInfo) -> list[Any]:
+    found = list(field.metadata)
+    for arg in typing.get_args(field.annotation):  # X | None keeps X's Annotated metadata
+        for extra in typing.get_args(arg)[1:]:
+            found.extend(extra.metadata if isinstance(extra, FieldInfo) else [extra])
+    return found
+
+
+def _uppers(constraints: list[Any]) -> list[float]:
+    bounds: list[Any] = [c.le for c in constraints if isinstance(c, Le)]
+    bounds += [c.lt for c in constraints if isinstance(c, Lt)]
+    return [float(b) for b in bounds]
+
+
+def _scalar(field: FieldInfo) -> type | None:
+    ann = field.annotation
+    union = typing.get_origin(ann) in (typing.Union, types.UnionType)
+    args = typing.get_args(ann) if union else (ann,)
+    kinds = {typing.get_args(a)[0] if typing.get_origin(a) else a for a in args} - {type(None)}
+    for kind in (bool, int, float):  # bool is an int: keep it out
+        if kinds == {kind}:
+            return kind if kind is not bool else None
+    return None
+
+
+def _walk(model: type[BaseModel], path: Path_, seen: set[type]) -> Iterator[tuple[Path_, Any]]:
+    seen.add(model)
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        optional = [a for a in typing.get_args(ann) if a is not type(None)]
+        if len(optional) == 1 and isinstance(optional[0], type):  # an optional section
+            ann = optional[0]
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            yield from _walk(ann, (*path, name), seen)
+        elif typing.get_origin(ann) is tuple and typing.get_args(ann)[0] is CollectionConfig:
+            yield from _walk(CollectionConfig, (*path, name, 0), seen)
+        elif _scalar(field) is not None:
+            yield (*path, name), field
+
+
+NUMERIC = sorted(_walk(Config, (), set()), key=lambda item: str(item[0]))
+
+
+def _dotted(path: Path_) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def _config_with(path: Path_, value: Any) -> str:
+    data: dict[str, Any] = {}
+    cursor = data
+    if path[0] == "collections":  # collections[0].budgets.<key>
+        data["collections"] = [dict(A_COLLECTION)]
+        cursor, path = data["collections"][0], path[2:]
+        if path[0] == "replicas":  # a target needs its required keys around the one tested
+            cursor["replicas"] = {
+                "kind": "Deployment",
+                "namespace": "n",
+                "name": "r",
+                "max_replicas": 3,
+            }
+    for part in path[:-1]:
+        cursor = cursor.setdefault(str(part), {})
+    cursor[str(path[-1])] = value
+    return yaml.safe_dump(data)
+
+
+def test_every_model_is_walked() -> None:
+    seen: set[type] = set()
+    list(_walk(Config, (), seen))
+    models = {
+        obj
+        for obj in vars(config_module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, BaseModel)
+        and obj.__module__ == config_module.__name__
+        and obj.model_fields
+    }
+    assert models - seen == set()
+    assert len(NUMERIC) > 50
+
+
+@pytest.mark.parametrize(("path", "field"), NUMERIC, ids=[_dotted(p) for p, _ in NUMERIC])
+def test_every_number_is_finite_and_bounded(path: Path_, field: FieldInfo) -> None:
+    constraints = _constraints(field)
+    upper = _uppers(constraints)
+    assert upper and all(math.isfinite(u) for u in upper), f"{_dotted(path)} has no upper bound"
+    assert any(isinstance(c, Ge | Gt) for c in constraints), f"{_dotted(path)}: no lower bound"
+    huge: Any = 10**30 if _scalar(field) is int else 1e300
+    key = re.escape(_dotted(path))
+    for bad in (math.inf, -math.inf, math.nan, huge):
+        with pytest.raises(ConfigError) as exc:
+            parse_config(_config_with(path, bad), env={})
+        assert any(re.match(rf"{key}: ", p) for p in exc.value.problems), exc.value.problems
+
+
+def test_the_example_documents_every_bound() -> None:
+    """Each numeric key's comment in the example file gives its range, matching the model."""
+    lines = EXAMPLE.read_text().splitlines()
+    node = yaml.compose(EXAMPLE.read_text())
+    assert isinstance(node, yaml.MappingNode)
+
+    def line_of(path: Path_) -> str:
+        cursor: yaml.Node = node
+        for part in path:
+            assert isinstance(cursor, yaml.MappingNode)
+            key_node, cursor = next((k, v) for k, v in cursor.value if k.value == part)
+        return str(lines[key_node.start_mark.line])
+
+    documented = [(p, f) for p, f in NUMERIC if p[0] != "collections"]
+    for path, field in documented:
+        line = line_of(path)
+        match = re.search(r"#\s*[\[(]\s*(-?[\d.]+),\s*([\d.]+)[\])]", line)
+        assert match, f"{_dotted(path)}: no [min, max] in its comment: {line!r}"
+        upper = _uppers(_constraints(field))
+        assert upper and float(match.group(2)) == upper[0], (line, upper)
+
+
+def test_check_config_rejects_what_run_would_trip_over(tmp_path: Path) -> None:
+    """`1e9` days once passed check-config and overflowed timedelta when the daemon started."""
+    path = tmp_path / "ruvectord.yaml"
+    for text, expected in (
+        ("integrity:\n  sample_retention_days: 1e9\n", "integrity.sample_retention_days: "),
+        ("healing:\n  attempt_window_seconds: .inf\n", "healing.attempt_window_seconds: "),
+    ):
+        path.write_text(text)
+        done = subprocess.run(
+            [sys.executable, "-m", "ruvectord.cli", "check-config", "-c", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={k: v for k, v in os.environ.items() if not k.startswith("RUVECTORD_")},
+        )
+        assert done.returncode == 2, done
+        assert done.stderr.startswith(expected) and len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_only_section_key_variables_are_overrides(tmp_path: Path) -> None:
+    """RUVECTORD_<SECTION>__<KEY> is an override; RUVECTORD_FOO or RUVECTORD_CONFIG is not."""
+    cfg = parse_config(
+        "",
+        env={
+            "RUVECTORD_CONFIG": "/etc/other.yaml",
+            "RUVECTORD_FOO": "1",
+            "RUVECTORD_LOG_LEVEL": "debug",
+            "RUVECTORD_HEALING__ENABLED": "false",
+        },
+    )
+    assert cfg == parse_config("healing: {enabled: false}", env={})
+    path = tmp_path / "ruvectord.yaml"
+    path.write_text(f"daemon: {{state_directory: {tmp_path}}}\n")
+    env = {**os.environ, "RUVECTORD_FOO": "1", "RUVECTORD_VERSION": "x"}
+    done = subprocess.run(
+        [sys.executable, "-m", "ruvectord.cli", "check-config", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert (done.returncode, done.stdout) == (0, "ok\n"), done.stderr
+
+
+def test_check_config_also_checks_the_files_run_reads_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty signing key or a missing password file stops `run`; check-config says so."""
+    state = tmp_path / "state"
+    state.mkdir()
+    path = tmp_path / "ruvectord.yaml"
+    path.write_text(f"daemon: {{state_directory: {state}}}\n")
+    assert main(["check-config", "-c", str(path)]) == 0
+    (state / "signing.key").write_bytes(b"")
+    os.chmod(state / "signing.key", 0o600)
+    assert main(["check-config", "-c", str(path)]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: signing key {state / 'signing.key'}: the file is empty"
+    )
+    (state / "signing.key").unlink()
+    path.write_text(
+        f"daemon: {{state_directory: {state}}}\n"
+        f"database: {{password_file: {tmp_path / 'missing'}}}\n"
+    )
+    assert main(["check-config", "-c", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: database.password_file: cannot read {tmp_path / 'missing'}: "
+        "No such file or directory\n"
+    )
+    assert not (state / "signing.key").exists()  # checked, never created

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+import structlog
 
-from ruvectord.logs import get_logger, redact, setup_logging
+from ruvectord.logs import (
+    get_logger,
+    redact,
+    register_dsn_secrets,
+    register_secret,
+    setup_logging,
+)
 from ruvectord.metrics import Metrics
+from ruvectord.postgres.pool import ConnectOptions
 
 ROOT = Path(__file__).parents[2]
 
@@ -82,11 +93,97 @@ def test_log_lines_are_json_utc_and_never_carry_a_password() -> None:
     )
 
 
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal, as stdout under an interactive shell does."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.captureWarnings(False)
+
+
+SECRET = "Hunter2-fed9c1"  # as read from database.password_file
+DSN_SECRET = "dsn-Secret-77a0"
+
+
+def _connect(options: ConnectOptions) -> None:
+    # asyncpg-style failure: the message is harmless, the frame's locals are not
+    raise ConnectionRefusedError(f"connect call failed ({options.dsn.rsplit('@', 1)[1]})")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "stream"),
+    [
+        ("json", io.StringIO()),
+        ("console", io.StringIO()),
+        ("auto", _Terminal()),  # console, with colours
+        ("auto", io.StringIO()),  # JSON
+    ],
+    ids=["json", "console", "auto-terminal", "auto-pipe"],
+)
+def test_no_renderer_prints_a_secret_even_in_tracebacks(
+    restore_logging: None, fmt: str, stream: io.StringIO
+) -> None:
+    register_secret(SECRET)
+    options = ConnectOptions(
+        dsn=f"postgresql://app:{DSN_SECRET}@db:5432/vectors",
+        password=SECRET,
+        statement_timeout=5,
+        connect_timeout=5,
+        retries=1,
+        min_size=1,
+        max_size=1,
+    )
+    register_dsn_secrets(options.dsn)
+    setup_logging("info", fmt, stream=stream)
+    log = get_logger("ruvectord.test", collection="items")
+    try:
+        _connect(options)
+    except ConnectionRefusedError:
+        log.exception("database_unreachable", options=options, note=f"token {SECRET} rejected")
+    try:
+        _connect(options)
+    except ConnectionRefusedError:
+        # a library logging through stdlib, with its own traceback and the DSN in the text
+        logging.getLogger("asyncpg.pool").exception("lost %s", options.dsn)
+    out = stream.getvalue()
+    assert SECRET not in out and DSN_SECRET not in out, out
+    assert "database_unreachable" in out and "asyncpg.pool" in out and "lost " in out
+    assert out.count("Traceback (most recent call last)") == 2  # plain text, both of them
+    assert "ConnectionRefusedError: connect call failed (db:5432/vectors)" in out
+    assert "╭" not in out  # no rich panel (which is where local variables were shown)
+
+
+def test_registered_secrets_are_masked_in_every_escaped_form() -> None:
+    secret = "p@ss w\\ord'é"
+    register_secret(secret)
+    register_secret("ab")  # too short to mask without masking everything
+    text = " | ".join([secret, repr(secret), json.dumps(secret), quote(secret, safe=""), "abc"])
+    masked = redact(text)
+    assert "p@ss" not in masked and "ord" not in masked, masked
+    assert masked.endswith("abc")
+    assert redact("postgresql://u:p@ss@h/db?password=zz&x=1 postgres://h:5432/db") == (
+        "postgresql://u:***@h/db?password=***&x=1 postgres://h:5432/db"
+    )
+    assert redact("""{'password': 'x y', "passwd": "z"} PGPASSWORD=q host=db user=x""") == (
+        """{'password': ***, "passwd": ***} PGPASSWORD=*** host=db user=x"""
+    )
+
+
 @pytest.mark.skipif(
     shutil.which("systemd-analyze") is None,
     reason="systemd-analyze is not installed on this machine",
 )
-def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
+def test_the_systemd_unit_verifies_as_the_readme_installs_it(tmp_path: Path) -> None:
     unit = (ROOT / "deploy/systemd/ruvectord.service").read_text()
     for needed in (
         "Type=notify",
@@ -105,15 +202,51 @@ def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
         "User=ruvectord",
     ):
         assert needed in unit, needed
-    # systemd checks that ExecStart exists: point it at this checkout's entry point
-    exe = Path(sys.executable).with_name("ruvectord")
-    local = tmp_path / "ruvectord.service"
-    local.write_text(unit.replace("/usr/bin/ruvectord", str(exe)))
-    done = subprocess.run(
-        ["systemd-analyze", "verify", str(local)], capture_output=True, text=True, timeout=60
+    # The README's steps: a virtualenv, pip install (which creates <venv>/bin/ruvectord from
+    # [project.scripts]), the unit copied into place. Build exactly that under a private root.
+    readme = (ROOT / "README.md").read_text()
+    venv_match = re.search(r"^python3 -m venv (/\S+)$", readme, re.M)
+    unit_dir_match = re.search(
+        r"^install -m 0644 deploy/systemd/ruvectord\.service (/\S+)$", readme, re.M
     )
+    assert venv_match and unit_dir_match, "the README's install steps changed shape"
+    venv, unit_dir = venv_match.group(1), unit_dir_match.group(1)
+    assert 'ruvectord = "ruvectord.cli:main"' in (ROOT / "pyproject.toml").read_text()
+    root = tmp_path / "root"
+    units = next(
+        p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir()
+    )
+    shutil.copytree(units, root / str(units).lstrip("/"), symlinks=True)
+    for link in ("/bin", "/sbin", "/lib"):  # merged-/usr hosts: keep the layout
+        if Path(link).is_symlink():
+            (root / link.lstrip("/")).symlink_to(os.readlink(link))
+    kill = Path(shutil.which("kill") or "/bin/kill").resolve()  # ExecReload runs /bin/kill
+    (root / str(kill.parent).lstrip("/")).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(kill, root / str(kill).lstrip("/"))
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(root / venv.lstrip("/"))], check=True
+    )
+    # the console script pip generated for this checkout, as `pip install` would put it there
+    shutil.copy2(Path(sys.executable).with_name("ruvectord"), root / venv.lstrip("/") / "bin")
+    target = root / unit_dir.lstrip("/")
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / "deploy/systemd/ruvectord.service", target / "ruvectord.service")
+
+    def verify() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["systemd-analyze", "verify", f"--root={root}", "ruvectord.service"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    done = verify()
     assert done.returncode == 0, done.stderr
     assert "ruvectord.service" not in done.stderr, done.stderr
+    # and the check has teeth: without the installed entry point the unit does not verify
+    (root / venv.lstrip("/") / "bin" / "ruvectord").unlink()
+    done = verify()
+    assert done.returncode != 0 and f"{venv}/bin/ruvectord is not executable" in done.stderr
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to another user")
