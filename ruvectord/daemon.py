@@ -249,6 +249,9 @@ class Daemon:
         )
         scope = anyio.CancelScope()
         self.loops[collection.name] = _Loop(collection, monitor, scope)
+        strategies = self.engine.registry.names if self.engine is not None else []
+        self.metrics.declare_collection(collection.name, strategies)
+        self.metrics.approval_ttl.set(self.config.healing.approval_ttl_seconds)
 
         async def loop() -> None:
             with scope:

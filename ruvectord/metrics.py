@@ -171,8 +171,63 @@ class Metrics:
             registry=r,
         )
 
+        # ---- what is held in force, read from the database with every sample (any daemon)
+        self.last_sample = Gauge(
+            "ruvector_integrity_last_sample_timestamp_seconds",
+            "Unix time of the collection's last good sample",
+            ["collection"],
+            registry=r,
+        )
+        self.throttle_pct = Gauge(
+            "ruvector_healing_throttle_pct",
+            "Share of operations turned away by a throttle in force (0 = none)",
+            ["collection", "operation"],
+            registry=r,
+        )
+        self.throttle_expiry = Gauge(
+            "ruvector_healing_throttle_lease_expiry_timestamp_seconds",
+            "Unix time a throttle's lease runs out unless the acting daemon renews it",
+            ["collection", "operation"],
+            registry=r,
+        )
+        self.pending_approvals = Gauge(
+            "ruvector_healing_pending_approvals",
+            "Healing actions waiting for a human's approval",
+            ["collection"],
+            registry=r,
+        )
+        self.oldest_pending = Gauge(
+            "ruvector_healing_oldest_pending_approval_seconds",
+            "Age of the oldest action waiting for approval (0 = none)",
+            ["collection"],
+            registry=r,
+        )
+        self.approval_ttl = Gauge(
+            "ruvector_healing_approval_ttl_seconds",
+            "healing.approval_ttl_seconds: a pending approval expires after this",
+            registry=r,
+        )
+
     def set_node(self, node: str) -> None:
         self.info.info({"version": __version__, "node": node})
+
+    def declare_collection(self, collection: str, strategies: list[str]) -> None:
+        """Every per-collection series exists from the start, so an alert or a graph never
+        sees a gap (or an absent series) before the first sample or the first healing."""
+        for strategy in strategies:
+            self.healing_attempts.labels(collection, strategy)
+            self.healing_success.labels(collection, strategy)
+            self.rollback_failures.labels(collection, strategy)
+        for gauge in (
+            self.healing_active,
+            self.healing_cooldown,
+            self.pending_approvals,
+            self.oldest_pending,
+        ):
+            gauge.labels(collection).set(0)
+        for op in ("insert", "bulk_insert"):
+            self.throttle_pct.labels(collection, op).set(0)
+            self.throttle_expiry.labels(collection, op).set(0)
 
     def forget_collection(self, collection: str) -> None:
         for gauge in (
@@ -187,9 +242,16 @@ class Metrics:
             self.healing_avg_improvement,
             self.healing_ttr,
             self.healing_enabled,
+            self.last_sample,
+            self.pending_approvals,
+            self.oldest_pending,
         ):
             with contextlib.suppress(KeyError):
                 gauge.remove(collection)
+        for labelled in (self.throttle_pct, self.throttle_expiry):
+            for op in ("insert", "bulk_insert"):
+                with contextlib.suppress(KeyError):
+                    labelled.remove(collection, op)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

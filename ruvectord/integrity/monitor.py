@@ -52,10 +52,21 @@ class SampleRecord:
     transitioned: bool
 
 
+@dataclass(frozen=True)
+class Held:
+    """What healing holds on a collection, as the database says (read with every sample)."""
+
+    throttles: tuple[tuple[str, int, datetime], ...] = ()  # (operation, pct, lease expiry)
+    pending_approvals: int = 0
+    oldest_pending: datetime | None = None
+
+
 class IntegrityStore(Protocol):
     async def load_tracker(self, collection_id: int) -> dict[str, Any] | None: ...
 
-    async def record_sample(self, rec: SampleRecord, event: Mapping[str, Any] | None) -> None: ...
+    async def record_sample(self, rec: SampleRecord, event: Mapping[str, Any] | None) -> Held:
+        """Persist the sample (and sign the event); returns what healing holds right now."""
+        ...
 
     async def set_collection_status(self, collection_id: int, error: str | None) -> None: ...
 
@@ -238,7 +249,7 @@ class CollectionMonitor:
                 },
                 created_at=now,
             )
-        await rt.store.record_sample(
+        held = await rt.store.record_sample(
             SampleRecord(
                 collection_id=self.collection_id,
                 sampled_at=now,
@@ -265,7 +276,7 @@ class CollectionMonitor:
         if self.failing is not None:
             self.failing = None
             await rt.store.set_collection_status(self.collection_id, None)
-        self._export(cycle, time.perf_counter() - t0)
+        self._export(cycle, time.perf_counter() - t0, held, now)
         if step.changed:
             rt.metrics.transitions.labels(self.name, step.previous.value, step.state.value).inc()
             self.log.warning(
@@ -311,8 +322,19 @@ class CollectionMonitor:
             line += f"; weakest cut: {c.result.summary()}"
         return line
 
-    def _export(self, c: Cycle, seconds: float) -> None:
+    def _export(self, c: Cycle, seconds: float, held: Held, now: datetime) -> None:
         m = self.rt.metrics
+        m.last_sample.labels(self.name).set(now.timestamp())
+        in_force = {op: (pct, until) for op, pct, until in held.throttles if until > now}
+        for op in ("insert", "bulk_insert"):
+            pct, until = in_force.get(op, (0, None))
+            m.throttle_pct.labels(self.name, op).set(pct)
+            m.throttle_expiry.labels(self.name, op).set(until.timestamp() if until else 0)
+        m.pending_approvals.labels(self.name).set(held.pending_approvals)
+        oldest = held.oldest_pending
+        m.oldest_pending.labels(self.name).set(
+            max(0.0, (now - oldest).total_seconds()) if oldest else 0
+        )
         m.lambda_cut.labels(self.name).set(c.result.lambda_cut)
         m.lambda_cut_raw.labels(self.name).set(c.result.cut.raw)
         if c.result.lambda2 is not None:

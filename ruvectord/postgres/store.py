@@ -16,7 +16,7 @@ import asyncpg
 
 from ruvectord.audit import Signer, event_hash
 from ruvectord.config import CollectionConfig, Config
-from ruvectord.integrity.monitor import SampleRecord
+from ruvectord.integrity.monitor import Held, SampleRecord
 from ruvectord.postgres.pool import Database
 
 
@@ -118,7 +118,7 @@ class Store:
         )
         return raw or None
 
-    async def record_sample(self, rec: SampleRecord, event: Mapping[str, Any] | None) -> None:
+    async def record_sample(self, rec: SampleRecord, event: Mapping[str, Any] | None) -> Held:
         edges = rec.graph.edges
         witness = set(rec.witness_indices)
         nodes = [
@@ -227,6 +227,25 @@ class Store:
             )
             if event is not None:
                 await append_event(conn, self._signer(), event)
+            held = await conn.fetchrow(
+                """
+                SELECT t.ops, t.pcts, t.untils, p.pending, p.oldest
+                  FROM (SELECT array_agg(operation ORDER BY operation) AS ops,
+                               array_agg(throttle_pct::int ORDER BY operation) AS pcts,
+                               array_agg(expires_at ORDER BY operation) AS untils
+                          FROM ruvector.throttles
+                         WHERE collection_id = $1 AND throttle_pct > 0) t,
+                       (SELECT count(*) AS pending, min(created_at) AS oldest
+                          FROM ruvector.healing_actions
+                         WHERE collection_id = $1 AND status = 'pending_approval') p
+                """,
+                rec.collection_id,
+            )
+        assert held is not None
+        throttles = tuple(
+            zip(held["ops"] or [], held["pcts"] or [], held["untils"] or [], strict=True)
+        )
+        return Held(throttles, held["pending"], held["oldest"])
 
     # ------------------------------------------------------------------ events, keys
 
