@@ -29,11 +29,11 @@ from pydantic import (
 )
 
 from ruvectord.errors import ConfigError
+from ruvectord.identifiers import parse_name, quote
 
 DEFAULT_CONFIG_PATH = Path("/etc/ruvectord/ruvectord.yaml")
 ENV_PREFIX = "RUVECTORD_"
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _PUBLIC_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -325,25 +325,37 @@ class CollectionConfig(_Section):
     @field_validator("table")
     @classmethod
     def _table(cls, value: str) -> str:
-        parts = value.split(".")
-        if len(parts) > 2 or not all(_IDENT.match(p) for p in parts):
-            raise ValueError(f"{value!r} is not a table name of the form schema.table")
-        return value if len(parts) == 2 else f"public.{value}"
+        """PostgreSQL's rules (ruvectord/identifiers.py); kept in its canonical written form,
+        e.g. `public.items` or `public."Items"`."""
+        parts = parse_name(value, parts=2)
+        if len(parts) == 1:
+            parts = ("public", *parts)
+        return ".".join(quote(p) for p in parts)
 
     @field_validator("vector_column", "tenant_column")
     @classmethod
     def _column(cls, value: str | None) -> str | None:
-        if value is not None and not _IDENT.match(value):
-            raise ValueError(f"{value!r} is not a column name")
-        return value
+        if value is None:
+            return None
+        return quote(parse_name(value, parts=1)[0])
 
     @property
     def schema_name(self) -> str:
-        return self.table.split(".")[0]
+        """The schema exactly as the catalog spells it (pg_namespace.nspname)."""
+        return parse_name(self.table, parts=2)[0]
 
     @property
     def table_name(self) -> str:
-        return self.table.split(".")[1]
+        """The table exactly as the catalog spells it (pg_class.relname)."""
+        return parse_name(self.table, parts=2)[1]
+
+    @property
+    def vector_attname(self) -> str:
+        return parse_name(self.vector_column, parts=1)[0]
+
+    @property
+    def tenant_attname(self) -> str | None:
+        return None if self.tenant_column is None else parse_name(self.tenant_column, parts=1)[0]
 
 
 class Config(_Section):

@@ -32,7 +32,7 @@ def make_config(
     dsn: str,
     state_dir: Path,
     spec: CollectionSpec | None = None,
-    **sections: dict[str, Any],
+    **sections: Any,
 ) -> Config:
     spec = spec or CollectionSpec()
     data: dict[str, Any] = {
@@ -45,6 +45,9 @@ def make_config(
         ],
     }
     for section, values in sections.items():
+        if isinstance(values, list):  # e.g. collections=[...]: replaced, not merged
+            data[section] = values
+            continue
         merged = dict(data.get(section, {}))
         for key, value in values.items():
             if isinstance(value, dict) and isinstance(merged.get(key), dict):

@@ -58,6 +58,21 @@ class Topology:
         return [self.root_oid, *self.partitions, *self.index_owner]
 
 
+_ROOT = """
+    SELECT cl.oid, cl.relkind::text AS relkind,
+           (SELECT a.attnum FROM pg_attribute a
+             WHERE a.attrelid = cl.oid AND a.attname = $3 AND NOT a.attisdropped
+               AND a.attnum > 0) AS vector_attnum,
+           (SELECT a.attnum FROM pg_attribute a
+             WHERE a.attrelid = cl.oid AND a.attname = $4 AND NOT a.attisdropped
+               AND a.attnum > 0) AS tenant_attnum,
+           pt.partstrat::text AS partstrat, pt.partattrs::int2[] AS partattrs
+      FROM pg_class cl
+      JOIN pg_namespace n ON n.oid = cl.relnamespace
+      LEFT JOIN pg_partitioned_table pt ON pt.partrelid = cl.oid
+"""
+
+
 class Sampler:
     def __init__(self, db: Database, collection: CollectionConfig) -> None:
         self.db = db
@@ -101,25 +116,14 @@ class Sampler:
 
     async def _topology(self, conn: asyncpg.Connection, collection_id: int | None) -> Topology:
         c = self.collection
+        # the catalog's exact spelling, from PostgreSQL's identifier rules (identifiers.py), the
+        # same the SQL side uses (ruvector.collection_table); OIDs from here on
         root = await conn.fetchrow(
-            """
-            SELECT cl.oid, cl.relkind::text AS relkind,
-                   (SELECT a.attnum FROM pg_attribute a
-                     WHERE a.attrelid = cl.oid AND a.attname = $3 AND NOT a.attisdropped
-                       AND a.attnum > 0) AS vector_attnum,
-                   (SELECT a.attnum FROM pg_attribute a
-                     WHERE a.attrelid = cl.oid AND a.attname = $4 AND NOT a.attisdropped
-                       AND a.attnum > 0) AS tenant_attnum,
-                   pt.partstrat::text AS partstrat, pt.partattrs::int2[] AS partattrs
-              FROM pg_class cl
-              JOIN pg_namespace n ON n.oid = cl.relnamespace
-              LEFT JOIN pg_partitioned_table pt ON pt.partrelid = cl.oid
-             WHERE n.nspname = $1 AND cl.relname = $2
-            """,
+            _ROOT + "WHERE n.nspname = $1 AND cl.relname = $2",
             c.schema_name,
             c.table_name,
-            c.vector_column,
-            c.tenant_column,
+            c.vector_attname,
+            c.tenant_attname,
         )
         if root is None:
             raise CollectionError(c.name, f"table {c.table} does not exist")

@@ -57,8 +57,8 @@ class Store:
             c.name,
             c.schema_name,
             c.table_name,
-            c.vector_column,
-            c.tenant_column,
+            c.vector_attname,
+            c.tenant_attname,
             config.budgets_for(c).model_dump(),
         )
         i = config.integrity

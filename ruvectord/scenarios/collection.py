@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from ruvectord.identifiers import quote
+
 THROTTLED_SQLSTATE = "RV429"
 
 
@@ -27,7 +29,8 @@ class CollectionSpec:
 
     @property
     def qualified(self) -> str:
-        return f"{self.schema}.{self.table}"
+        """As SQL (and the config file) would write it: quoted where needed."""
+        return f"{quote(self.schema)}.{quote(self.table)}"
 
     def partition_name(self, shard: int) -> str:
         return f"{self.table}_p{shard}"

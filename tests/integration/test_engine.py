@@ -465,3 +465,82 @@ async def test_learning_disabled_freezes_the_weights(rig_factory: Any) -> None:
     assert await rig.db.fetchval("SELECT weight FROM ruvector.strategy_weights") == 0.3
     assert rig.engine.registry.weights == {"fake_fix": 0.3}
     assert await rig.db.fetchval("SELECT count(*) FROM ruvector.healing_outcomes") == 1
+
+
+async def test_a_wall_clock_jump_neither_freezes_nor_skips_the_cooldown(rig_factory: Any) -> None:
+    """Once, a one-hour step back kept a throttle on with "next in 3559 s"."""
+    rig: Rig = await rig_factory(FakeStrategy(), min_healing_interval_seconds=300)
+    await rig.heal()
+    rig.clock.advance(10)
+    said = await rig.heal()
+    assert said is not None and "cooldown: last attempt 20 s ago" in said  # settle 10 + 10
+    rig.clock.jump(-3600)  # the wall clock steps back an hour
+    rig.clock.advance(100)
+    said = await rig.heal()
+    assert said is not None and "cooldown: last attempt 120 s ago, next in 180 s" in said
+    rig.clock.jump(+7200)  # and two hours forward: still the monotonic 300 s
+    rig.clock.advance(100)
+    said = await rig.heal()
+    assert said is not None and "cooldown: last attempt 220 s ago, next in 80 s" in said
+    rig.clock.advance(80)
+    assert "verified" in (await rig.heal() or "")
+
+
+async def test_a_rejection_holds_the_strategy_off_and_counts(rig_factory: Any) -> None:
+    """Once, `heal reject` was answered by the same proposal 4 s later, every time."""
+    s = FakeStrategy(name="scale_replicas")
+    rig: Rig = await rig_factory(s, min_healing_interval_seconds=300, max_attempts_per_window=2)
+    said = await rig.heal()
+    assert said is not None and "needs approval: ruvectord heal approve 1" in said
+    await rig.db.fetchval("SELECT ruvector_healing_reject(1, 'not now')")
+    rig.clock.advance(4)
+    said = await rig.heal()
+    # the rejection is timed from when the engine first sees it (the database's clock and the
+    # test's manual one differ): the full interval from here
+    assert said is not None and "rejected by an operator, held off: scale_replicas for 300 s" in (
+        said
+    ), said
+    rig.clock.advance(100)
+    said = await rig.heal()
+    assert said is not None and "held off: scale_replicas for 200 s" in said, said
+    assert await rig.statuses() == ["rejected"]
+    # another strategy for the same class is still eligible
+    throttle = FakeStrategy(name="fake_fix", impact=0.3)
+    rig.engine.registry.register(throttle)
+    said = await rig.heal()
+    assert said is not None and "fake_fix (action 2) verified" in said
+    # the rejection counted: one attempt plus one rejection fill a window of two
+    rig.clock.advance(400)
+    said = await rig.heal()
+    assert said is not None and "1 attempts and 1 rejections in the last" in said, said
+
+
+async def test_a_leased_effect_is_renewed_while_degraded_and_lifted_when_it_lapses(
+    rig_factory: Any,
+) -> None:
+    s = FakeStrategy(leased=True)
+    rig: Rig = await rig_factory(s, min_healing_interval_seconds=1000)
+    await rig.heal()
+    assert await rig.statuses() == ["succeeded"]
+    said = await rig.heal()  # degraded, in cooldown: the lease is renewed
+    assert s.calls[-1] == "renew" and said is not None and "cooldown" in said
+    s.lease_holds = False  # it lapsed (the daemon was gone too long, or an operator lifted it)
+    said = await rig.heal()
+    assert said is not None and "lifted fake_fix (action 1)" in said
+    assert await rig.statuses() == ["lifted"]
+    assert "rollback:restore items" in s.calls
+
+
+async def test_pausing_stops_healing_and_lets_go_of_what_is_held(rig_factory: Any) -> None:
+    s = FakeStrategy()
+    rig: Rig = await rig_factory(s)
+    await rig.heal()
+    await rig.db.fetchval("SELECT ruvector_healing_enable(false, 'maintenance tonight')")
+    said = await rig.heal()
+    assert said is not None and said.startswith("healing is paused by postgres at ")
+    assert said.endswith(": maintenance tonight; lifted fake_fix (action 1)")
+    said = await rig.heal()
+    assert said is not None and said.startswith("healing is paused by postgres")
+    assert s.calls.count("execute") == 1
+    await rig.db.fetchval("SELECT ruvector_healing_enable(true)")
+    assert "verified" in (await rig.heal() or "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from ruvectord.healing.strategies.throttle_ingestion import ensure_guard
 from ruvectord.integrity.hysteresis import State
 from ruvectord.postgres.pool import Database
 from ruvectord.postgres.store import Store
@@ -120,3 +121,38 @@ async def test_a_database_outage_fails_samples_not_the_loop(
         h.runtime.store = h.store  # the database is back
         cycle = await monitor.cycle_safely()
         assert cycle is not None and monitor.failing is None
+
+
+async def test_names_that_need_quoting_are_watched_and_guarded_exactly(
+    db: Database, dsn: str, state_dir: Path
+) -> None:
+    """Once, `table: public.Items` sampled "Items" but put the guard on public.items."""
+    lower = CollectionSpec(table="items", partitions=2, rows_per_partition=5, index=False)
+    upper = CollectionSpec(table="Items", partitions=3, rows_per_partition=5, index=False)
+    spaced = CollectionSpec(table="My Vectors ü", partitions=2, rows_per_partition=5, index=False)
+    async with collection(dsn, lower), collection(dsn, upper), collection(dsn, spaced) as conn:
+        config = make_config(
+            dsn,
+            state_dir,
+            collections=[
+                {"name": "upper", "table": 'public."Items"', "vector_column": "embedding"},
+                {"name": "folded", "table": "public.Items", "vector_column": "Embedding"},
+                {"name": "spaced", "table": 'public."My Vectors ü"', "vector_column": "embedding"},
+            ],
+        )
+        h = await harness(db, config)
+        seen = {}
+        for name in ("upper", "folded", "spaced"):
+            cycle = await h.monitor(name).cycle()
+            seen[name] = sorted(p.name for p in cycle.snapshot.partitions)
+            assert await ensure_guard(db, h.ids[name], lock_timeout_ms=1000) == "installed now"
+        assert seen == {
+            "upper": ['public."Items_p0"', 'public."Items_p1"', 'public."Items_p2"'],
+            "folded": ["public.items_p0", "public.items_p1"],
+            "spaced": ['public."My Vectors ü_p0"', 'public."My Vectors ü_p1"'],
+        }
+        guarded = await conn.fetch(
+            "SELECT DISTINCT tgrelid::regclass::text AS t FROM pg_trigger "
+            "WHERE tgname = 'ruvector_throttle_guard' AND tgparentid = 0 ORDER BY 1"
+        )
+        assert [r["t"] for r in guarded] == ['"Items"', '"My Vectors ü"', "items"]

@@ -59,7 +59,7 @@ MALFORMED = [
     ),
     (
         "collections:\n  - name: items\n    table: a.b.c\n    vector_column: v\n",
-        r"collections\[0\]\.table: 'a\.b\.c' is not a table name of the form schema\.table",
+        r"collections\[0\]\.table: 'a\.b\.c' is not a name of the form schema\.table",
     ),
     (
         "collections:\n  - name: items\n    table: items\n",
