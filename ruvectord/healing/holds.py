@@ -71,15 +71,23 @@ class Holds:
         return await self.lift(lapsed, "its lease lapsed or an operator lifted it")
 
     async def release(
-        self, collection_id: int | None, why: str, *, collection: str | None = None
+        self,
+        collection_id: int | None,
+        why: str,
+        *,
+        collection: str | None = None,
+        by: str | None = None,
     ) -> list[str]:
-        """Undo everything held on a collection (by id or by name; neither: on every one)."""
+        """Undo everything held on a collection (by id or by name; neither: on every one).
+
+        `by`: the operator who asked; their lift then holds the strategy off for the
+        collection, as a rejection does (healing/policy.py)."""
         rows = await self.in_force(collection_id)
         if collection is not None:
             rows = [r for r in rows if r.collection == collection]
-        return await self.lift(rows, why)
+        return await self.lift(rows, why, by=by)
 
-    async def lift(self, rows: list[ActionRow], why: str) -> list[str]:
+    async def lift(self, rows: list[ActionRow], why: str, *, by: str | None = None) -> list[str]:
         """Roll back each action (newest first) and journal it lifted; returns what was."""
         lifted: list[str] = []
         for row in sorted(rows, key=lambda r: -r.id):
@@ -99,7 +107,7 @@ class Holds:
                 )
                 lifted.append(f"could not lift {row.strategy_name} (action {row.id}): {exc}")
                 continue
-            if await self.journal.mark_lifted(row.id, self.clock.now(), why):
+            if await self.journal.mark_lifted(row.id, self.clock.now(), why, by):
                 await self.audit(
                     action_id=row.id,
                     status="lifted",

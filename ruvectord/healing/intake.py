@@ -88,7 +88,7 @@ class Intake:
             why = f"lifted by {r.requested_by}"
             lifted = await self.engine.exclusively(
                 f"a lift on {r.collection}",
-                lambda: holds.release(None, why, collection=r.collection),
+                lambda: holds.release(None, why, collection=r.collection, by=r.requested_by),
             )
             return {"lifted": lifted}
         if r.kind in ("approve", "reject"):

@@ -94,7 +94,8 @@ class OutcomeRecord:
 
 @dataclass(frozen=True)
 class PastRow:
-    """An attempt (when it started) or a rejection (when it was decided)."""
+    """An attempt (when it started) or a human's no (a rejection, or a lift an operator
+    asked for: when it was decided)."""
 
     id: int
     kind: str  # attempt | rejection
@@ -164,7 +165,11 @@ class HealingJournal(Protocol):
         """Succeeded actions of these strategies whose effect still holds, newest first."""
         ...
 
-    async def mark_lifted(self, action_id: int, now: datetime, why: str) -> bool: ...
+    async def mark_lifted(
+        self, action_id: int, now: datetime, why: str, by: str | None = None
+    ) -> bool:
+        """Journal a held action as lifted; `by` an operator (it then counts as a rejection)."""
+        ...
 
     async def load_weights(self) -> dict[str, float]: ...
 

@@ -6,8 +6,9 @@ asks. The design's limits, each configurable:
 
 - never for an Unknown problem (it needs a human);
 - `min_healing_interval_seconds` after the last attempt;
-- at most `max_attempts_per_window` attempts per `attempt_window_seconds`; a human's rejection
-  counts as one, and holds the rejected strategy off for at least the healing interval;
+- at most `max_attempts_per_window` attempts per `attempt_window_seconds`; a human's no (a
+  rejected approval, or an operator lifting a brake) counts as one, and holds that strategy
+  off the collection for at least the healing interval;
 - not once the last `ineffective_after` healings of this episode did not raise lambda_cut.
 """
 

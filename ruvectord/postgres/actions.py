@@ -200,14 +200,20 @@ class HealingStore:
         )
         return [_row(r) for r in rows]
 
-    async def mark_lifted(self, action_id: int, now: datetime, why: str) -> bool:
+    async def mark_lifted(
+        self, action_id: int, now: datetime, why: str, by: str | None = None
+    ) -> bool:
         done = await self.db.fetchval(
             "UPDATE ruvector.healing_actions SET status = 'lifted', updated_at = now(), "
             "error_message = coalesce(error_message || '; ', '') || 'lifted at ' || $2::text "
-            "|| ': ' || $3 WHERE id = $1 AND status = 'succeeded' RETURNING id",
+            "|| ': ' || $3, decided_by = coalesce($4, decided_by), "
+            "decided_at = CASE WHEN $4::text IS NULL THEN decided_at ELSE $5 END "
+            "WHERE id = $1 AND status = 'succeeded' RETURNING id",
             action_id,
             now.isoformat(timespec="seconds"),
             why,
+            by,
+            now,
         )
         return done is not None
 
@@ -232,25 +238,24 @@ class HealingStore:
     # ------------------------------------------------------------------ history
 
     async def history(self, collection_id: int, limit: int) -> list[PastRow]:
+        # an action an operator lifted was both an attempt and a human's no
         rows = await self.db.fetch(
             """
-            SELECT id, strategy_name, status = 'rejected' AS rejected,
-                   CASE WHEN status = 'rejected' THEN coalesce(decided_at, updated_at)
-                        ELSE coalesce(started_at, created_at) END AS at
+            SELECT id, strategy_name, 'attempt' AS kind, coalesce(started_at, created_at) AS at
               FROM ruvector.healing_actions
              WHERE collection_id = $1
-               AND status NOT IN ('pending_approval', 'approved', 'expired')
+               AND status NOT IN ('pending_approval', 'approved', 'expired', 'rejected')
+            UNION ALL
+            SELECT id, strategy_name, 'rejection', coalesce(decided_at, updated_at)
+              FROM ruvector.healing_actions
+             WHERE collection_id = $1
+               AND (status = 'rejected' OR (status = 'lifted' AND decided_by IS NOT NULL))
              ORDER BY id DESC LIMIT $2
             """,
             collection_id,
             limit,
         )
-        return [
-            PastRow(
-                r["id"], "rejection" if r["rejected"] else "attempt", r["strategy_name"], r["at"]
-            )
-            for r in rows
-        ]
+        return [PastRow(r["id"], r["kind"], r["strategy_name"], r["at"]) for r in rows]
 
     async def control(self) -> Control:
         r = await self.db.fetchrow(

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.slow
 SPEC = CollectionSpec(partitions=8, rows_per_partition=20)
 
 
-async def _config(tmp: Path, node: str, **healing: Any) -> Path:
+async def _config(
+    tmp: Path, node: str, integrity: dict[str, Any] | None = None, **healing: Any
+) -> Path:
     data = {
         "daemon": {
             "state_directory": str(tmp / node),
@@ -41,6 +43,7 @@ async def _config(tmp: Path, node: str, **healing: Any) -> Path:
             "cooldown_seconds": 0,
             "recovery_hold_seconds": 0,
             "budgets": {"max_queue": 8},
+            **(integrity or {}),
         },
         "healing": {
             "min_healing_interval_seconds": 0,

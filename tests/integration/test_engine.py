@@ -544,3 +544,18 @@ async def test_pausing_stops_healing_and_lets_go_of_what_is_held(rig_factory: An
     assert s.calls.count("execute") == 1
     await rig.db.fetchval("SELECT ruvector_healing_enable(true)")
     assert "verified" in (await rig.heal() or "")
+
+
+async def test_an_operator_lift_holds_the_strategy_off_like_a_rejection(
+    rig_factory: Any,
+) -> None:
+    s = FakeStrategy()
+    rig: Rig = await rig_factory(s, min_healing_interval_seconds=300)
+    await rig.heal()  # the attempt, at 0 (verified at 10)
+    rig.clock.advance(250)
+    lifted = await rig.engine.holds.release(None, "lifted by dba", by="dba")
+    assert lifted == ["fake_fix (action 1)"]
+    rig.clock.advance(100)  # past the cooldown since the attempt, not since the lift
+    said = await rig.heal()
+    assert said is not None and "rejected by an operator, held off: fake_fix for 200 s" in said
+    assert await rig.statuses() == ["lifted"]
