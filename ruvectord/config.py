@@ -11,6 +11,7 @@ import difflib
 import ipaddress
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -113,6 +114,7 @@ class Budgets(_Section):
     hot_load_ratio: Annotated[float, Field(gt=1.0)] = 2.0
     hot_ops_per_second: Annotated[float, Field(gt=0)] = 200.0
     fragmentation_budget: Annotated[float, Field(gt=0, le=1.0)] = 0.6
+    lock_wait_budget_seconds: Annotated[float, Field(gt=0)] = 10.0
     partition_links: Annotated[int, Field(ge=1, le=64)] = 4
     max_centroids: Annotated[int, Field(ge=0, le=10000)] = 1000
 
@@ -127,6 +129,7 @@ class BudgetOverrides(_Section):
     hot_load_ratio: Annotated[float, Field(gt=1.0)] | None = None
     hot_ops_per_second: Annotated[float, Field(gt=0)] | None = None
     fragmentation_budget: Annotated[float, Field(gt=0, le=1.0)] | None = None
+    lock_wait_budget_seconds: Annotated[float, Field(gt=0)] | None = None
     partition_links: Annotated[int, Field(ge=1, le=64)] | None = None
     max_centroids: Annotated[int, Field(ge=0, le=10000)] | None = None
 
@@ -161,13 +164,38 @@ class IntegrityConfig(_Section):
 
 
 class ClassifierConfig(_Section):
-    """The seed's classification rules; a class fires when the count is strictly above."""
+    """How the witness edges become a problem class (healing/problems.py).
 
-    hotspot_partition_links: Annotated[int, Field(ge=0)] = 3
-    skew_centroids: Annotated[int, Field(ge=0)] = 5
-    contention_dependencies: Annotated[int, Field(ge=0)] = 2
+    The classifier reads the capacities the cut used: a class fires when its edges carry at
+    least `min_share` of the capacity missing across the cut. The seed's counts
+    (hotspot_partition_links, skew_centroids, contention_dependencies) and
+    fragmentation_pct disagreed with the cut -- a job on one partition, 12-30 %
+    fragmentation or a 3-list skew lowered lambda but fired no class -- and are ignored with
+    a warning when a file still sets them.
+    """
+
+    min_share: Annotated[float, Field(gt=0, le=1.0)] = 0.5
     memory_pressure_pct: Annotated[float, Field(ge=0, le=100)] = 85.0
-    fragmentation_pct: Annotated[float, Field(ge=0, le=100)] = 30.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in _RETIRED_CLASSIFIER_KEYS & data.keys():
+                data = {k: v for k, v in data.items() if k != key}
+                warnings.warn(
+                    f"healing.classifier.{key} is ignored: the classifier now reads the "
+                    "capacities the cut used (see healing.classifier.min_share and "
+                    "integrity.budgets); remove it",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+        return data
+
+
+_RETIRED_CLASSIFIER_KEYS = frozenset(
+    {"hotspot_partition_links", "skew_centroids", "contention_dependencies", "fragmentation_pct"}
+)
 
 
 class ThrottleConfig(_Section):
