@@ -45,6 +45,7 @@ from ruvectord.embedded import EmbeddedPostgres
 from ruvectord.healing.problems import ProblemKind, classify
 from ruvectord.integrity.hysteresis import State
 from ruvectord.integrity.monitor import CollectionMonitor, Cycle, Runtime
+from ruvectord.logs import setup_logging
 from ruvectord.metrics import Metrics
 from ruvectord.postgres.migrations import migrate
 from ruvectord.postgres.pool import ConnectOptions, Database
@@ -344,6 +345,7 @@ def _summarise(out: Outcome, probe: Probe, mark: int) -> None:
 
 
 async def main(quick: bool, only: str | None, as_json: bool) -> int:
+    setup_logging("error", "console", stream=sys.stderr)  # the state changes are the output
     root = Path(tempfile.mkdtemp(prefix="ruvectord-bench-detection-"))
     server = EmbeddedPostgres(root / "pgdata", port=5470)
     outcomes: list[Outcome] = []

@@ -236,7 +236,7 @@ def _build(
     ends = [graph.nodes[n] for i in edges for n in (graph.edges[i].source, graph.edges[i].target)]
 
     if kind is ProblemKind.HOTSPOT_CONGESTION:
-        side = set(result.cut_side)
+        side = set(result.cut_off)
         parts = {n.index: n for n in ends if n.kind is NodeKind.PARTITION}
         named = {i: n for i, n in parts.items() if i in side} or parts
         # the partitions whose own edges carry the deficit, worst first

@@ -91,13 +91,14 @@ class Sampler:
             activity, jobs = await self._activity(conn, topo, partitions)
             replicas = await self._replicas(conn)
             database = await self._database(conn)
-            centroids, bad_rows = await self._centroids(conn, collection_id)
-            centroids = await self._ivf_lists(conn, indexes, taken_at) + centroids
             meta = await conn.fetchrow(
                 "SELECT pg_is_in_recovery() AS rec, current_setting('block_size')::int AS bs,"
                 " current_setting('server_version_num')::int AS v"
             )
             assert meta is not None
+            centroids, bad_rows = await self._centroids(conn, collection_id)
+            ivf_lists = await self._ivf_lists(conn, indexes, taken_at, meta["bs"])
+            centroids = ivf_lists + centroids
         memory = await read_memory() if host_memory else None
         return Snapshot(
             collection=self.collection.name,
@@ -519,7 +520,11 @@ class Sampler:
         return out, bad
 
     async def _ivf_lists(
-        self, conn: asyncpg.Connection, indexes: list[IndexStats], taken_at: datetime
+        self,
+        conn: asyncpg.Connection,
+        indexes: list[IndexStats],
+        taken_at: datetime,
+        block_size: int,
     ) -> list[CentroidStats]:
         """IVFFlat list sizes from the index pages, where this role may read them, rarely."""
         ivfs = [ix for ix in indexes if ix.method == "ivfflat" and ix.valid]
@@ -539,7 +544,7 @@ class Sampler:
             due = tried is None or (taken_at - tried).total_seconds() >= min(
                 wait, self.ivf_refresh_seconds
             )
-            if self._ivf_readable and due and ix.bytes <= self.ivf_max_pages * 8192:
+            if self._ivf_readable and due and ix.bytes <= self.ivf_max_pages * block_size:
                 self._ivf_tried[ix.oid] = taken_at
                 try:
                     async with conn.transaction():  # a savepoint: a failure spoils nothing

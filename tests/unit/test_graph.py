@@ -236,3 +236,14 @@ def test_capacities_stay_in_range_and_lambda_is_normalised(
     assert all(0.01 <= e.capacity <= 1.0 for e in g.edges)
     result = evaluate(g, lambda2=False)
     assert 0.0 < result.lambda_cut <= 1.0
+
+
+def test_the_summary_names_the_part_cut_off_from_the_gateway() -> None:
+    """On a plain table the skewed lists outnumber the rest: still, they are what is cut off."""
+    counts = [3000] + [100] * 9
+    lists = tuple(CentroidStats(i, c, None, 77) for i, c in enumerate(counts))
+    ivf = IndexStats(77, "public.items_ivf", 1000, "ivfflat", 8192, True)
+    result = evaluate(graph_of(*snapshots(n=1, indexes=(ivf,), centroids=lists)), lambda2=False)
+    assert result.lambda_cut < 0.8
+    assert 0 in result.cut_side  # the smaller side: gateway, table, index
+    assert result.summary().startswith("10 centroid_route around public.items_ivf lists, list 0")
