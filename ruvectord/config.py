@@ -14,6 +14,7 @@ import ipaddress
 import os
 import re
 import socket
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -49,6 +50,7 @@ LatencyBudgetMs = Annotated[float, Field(gt=0, le=600_000)]
 HotLoadRatio = Annotated[float, Field(gt=1.0, le=1000)]
 HotOpsPerSecond = Annotated[float, Field(gt=0, le=10_000_000)]
 FragmentationBudget = Annotated[float, Field(gt=0, le=1.0)]
+LockWaitBudgetSeconds = Annotated[float, Field(gt=0, le=3600)]
 PartitionLinks = Annotated[int, Field(ge=1, le=64)]
 MaxCentroids = Annotated[int, Field(ge=0, le=10_000)]
 ClassifierCount = Annotated[int, Field(ge=0, le=10_000)]
@@ -156,6 +158,7 @@ class Budgets(_Section):
     hot_load_ratio: HotLoadRatio = 2.0
     hot_ops_per_second: HotOpsPerSecond = 200.0
     fragmentation_budget: FragmentationBudget = 0.6
+    lock_wait_budget_seconds: LockWaitBudgetSeconds = 10.0
     partition_links: PartitionLinks = 4
     max_centroids: MaxCentroids = 1000
 
@@ -170,6 +173,7 @@ class BudgetOverrides(_Section):
     hot_load_ratio: HotLoadRatio | None = None
     hot_ops_per_second: HotOpsPerSecond | None = None
     fragmentation_budget: FragmentationBudget | None = None
+    lock_wait_budget_seconds: LockWaitBudgetSeconds | None = None
     partition_links: PartitionLinks | None = None
     max_centroids: MaxCentroids | None = None
 
@@ -224,13 +228,38 @@ class IntegrityConfig(_Section):
 
 
 class ClassifierConfig(_Section):
-    """The seed's classification rules; a class fires when the count is strictly above."""
+    """How the witness edges become a problem class (healing/problems.py).
 
-    hotspot_partition_links: ClassifierCount = 3
-    skew_centroids: ClassifierCount = 5
-    contention_dependencies: ClassifierCount = 2
+    The classifier reads the capacities the cut used: a class fires when its edges carry at
+    least `min_share` of the capacity missing across the cut. The seed's counts
+    (hotspot_partition_links, skew_centroids, contention_dependencies) and
+    fragmentation_pct disagreed with the cut -- a job on one partition, 12-30 %
+    fragmentation or a 3-list skew lowered lambda but fired no class -- and are ignored with
+    a warning when a file still sets them.
+    """
+
+    min_share: Annotated[float, Field(gt=0, le=1.0)] = 0.5
     memory_pressure_pct: Percent = 85.0
-    fragmentation_pct: Percent = 30.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in _RETIRED_CLASSIFIER_KEYS & data.keys():
+                data = {k: v for k, v in data.items() if k != key}
+                warnings.warn(
+                    f"healing.classifier.{key} is ignored: the classifier now reads the "
+                    "capacities the cut used (see healing.classifier.min_share and "
+                    "integrity.budgets); remove it",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+        return data
+
+
+_RETIRED_CLASSIFIER_KEYS = frozenset(
+    {"hotspot_partition_links", "skew_centroids", "contention_dependencies", "fragmentation_pct"}
+)
 
 
 class ThrottleConfig(_Section):

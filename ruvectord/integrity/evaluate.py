@@ -40,14 +40,27 @@ class IntegrityResult:
         other = set(range(len(self.graph.nodes))) - side
         return sorted(side if len(side) <= len(other) else other)
 
+    @property
+    def cut_off(self) -> list[int]:
+        """The side of the cut without the gateway (node 0): what the system cannot reach.
+
+        Usually the smaller side too, but not always: an IVF index's lists (a hub and its
+        lists) outnumber the gateway, a plain table and its index.
+        """
+        side = self.cut.cut.side
+        if 0 in side:
+            return sorted(set(range(len(self.graph.nodes))) - side)
+        return sorted(side)
+
     def summary(self) -> str:
         """e.g. '4 partition_link + 1 routing around items_p3'."""
         if not self.cut.cut.connected:
             return "graph is disconnected"
         kinds = Counter(self.graph.edges[i].kind.value for i in self.witness_indices)
         parts = " + ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda x: -x[1]))
-        names = [self.graph.nodes[i].name for i in self.cut_side[:3]]
-        more = len(self.cut_side) - len(names)
+        cut_off = self.cut_off
+        names = [self.graph.nodes[i].name for i in cut_off[:3]]
+        more = len(cut_off) - len(names)
         around = ", ".join(names) + (f" and {more} more" if more > 0 else "")
         return f"{parts} around {around}"
 

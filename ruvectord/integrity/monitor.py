@@ -143,6 +143,7 @@ class CollectionMonitor:
         self.last: Cycle | None = None
         self.failing: str | None = None
         self._restored = False
+        self._bad_rows = 0  # centroid_stats rows the sampler skipped, as last warned
         self.log = get_logger("ruvectord.monitor", collection=collection.name)
 
     @property
@@ -224,6 +225,16 @@ class CollectionMonitor:
         with anyio.fail_after(max(cfg.database.statement_timeout_seconds * 3, 5.0)):
             snapshot = await self.source.sample(now, self.collection_id)
         sample_ms = (time.perf_counter() - t0) * 1000
+        if snapshot.bad_centroid_rows != self._bad_rows:
+            # once when bad rows appear (or their number changes), not at every sample
+            self._bad_rows = snapshot.bad_centroid_rows
+            if self._bad_rows:
+                self.log.warning(
+                    "centroid_stats_rows_skipped",
+                    rows=self._bad_rows,
+                    msg=f"{self.name}: skipped {self._bad_rows} ruvector.centroid_stats row(s) "
+                    "with a NaN, infinite or negative value; sampling goes on without them",
+                )
         graph = build(snapshot, rates(self.previous, snapshot), cfg.budgets_for(self.collection))
         result = await self._evaluate(graph)
         step = observe(self.tracker, result.lambda_cut, at, policy_from(cfg))

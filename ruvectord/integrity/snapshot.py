@@ -28,10 +28,15 @@ class PartitionStats:
     index_bytes: int
     active_backends: int  # backends running a statement that holds or awaits a lock on it
     waiting_backends: int  # of those, waiting for a lock
+    # The routing queue as the sampler measured it: running backends, one that holds locks on
+    # k partitions at once (a collection-wide search) counting 1/k on each, and backends
+    # waiting for a lock left out (their blocker's dependency edge carries them). None when
+    # not measured (synthetic snapshots): then every active backend counts.
+    queue: float | None = None
 
     @property
-    def queue_depth(self) -> int:
-        return self.active_backends
+    def queue_depth(self) -> float:
+        return self.active_backends if self.queue is None else self.queue
 
     @property
     def operations(self) -> int:
@@ -44,9 +49,11 @@ class IndexStats:
     name: str
     partition_oid: int
     method: str  # hnsw | ivfflat
-    bytes: int
+    bytes: int  # pg_class.relpages x block size: as of the last VACUUM, ANALYZE or build
     valid: bool
     options: Mapping[str, str] = field(default_factory=dict)
+    vector_type: str | None = None  # the indexed column's type: vector, halfvec, ...
+    dims: int | None = None  # its declared dimensions; None when the type has no typmod
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,7 @@ class MaintenanceJob:
     partitions: tuple[int, ...]  # oids of the collection's partitions it touches
     blocking: int  # backends waiting on a lock it holds
     running_seconds: float | None = None
+    blocked_seconds: float = 0.0  # summed over those backends: how long each has waited
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +79,12 @@ class ReplicaStats:
 
 @dataclass(frozen=True, slots=True)
 class CentroidStats:
-    centroid_id: int
+    centroid_id: int  # the list number within its index, or the application's id
     vector_count: int
     latency_ms: float | None
+    # the IVFFlat index the list belongs to when read from its pages; None for lists the
+    # application reported in ruvector.centroid_stats
+    index_oid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +135,8 @@ class Snapshot:
     largest_relations: tuple[tuple[str, int], ...] = ()  # (name, bytes), largest first
     in_recovery: bool = False
     server_version: int = 0
+    block_size: int = 8192
+    bad_centroid_rows: int = 0  # centroid_stats rows skipped: NaN, infinite or negative values
 
 
 @dataclass(frozen=True, slots=True)

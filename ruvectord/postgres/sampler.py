@@ -9,6 +9,7 @@ working exactly when a maintenance job holds an exclusive lock -- that is what i
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ruvectord.integrity.snapshot import (
     ReplicaStats,
     Snapshot,
 )
+from ruvectord.postgres import ivf
 from ruvectord.postgres.pool import APPLICATION_NAME, Database
 
 VECTOR_METHODS = ("hnsw", "ivfflat")
@@ -74,11 +76,25 @@ _ROOT = """
 
 
 class Sampler:
-    def __init__(self, db: Database, collection: CollectionConfig) -> None:
+    def __init__(
+        self,
+        db: Database,
+        collection: CollectionConfig,
+        *,
+        ivf_refresh_seconds: float = 300.0,
+        ivf_max_pages: int = 20_000,
+    ) -> None:
         self.db = db
         self.collection = collection
         self._bounds: dict[int, str | None] = {}
         self._has_cron: bool | None = None
+        # IVFFlat list sizes from the index pages: read rarely, kept between readings
+        self.ivf_refresh_seconds = ivf_refresh_seconds
+        self.ivf_max_pages = ivf_max_pages
+        self._ivf_readable: bool | None = None
+        self._ivf: dict[int, tuple[datetime, tuple[int, ...]]] = {}
+        self._ivf_tried: dict[int, datetime] = {}
+        self.ivf_errors: dict[int, str] = {}  # index oid -> why its pages were not read
 
     async def sample(
         self, taken_at: datetime, collection_id: int | None, *, host_memory: bool = True
@@ -90,11 +106,14 @@ class Sampler:
             activity, jobs = await self._activity(conn, topo, partitions)
             replicas = await self._replicas(conn)
             database = await self._database(conn)
-            centroids = await self._centroids(conn, collection_id)
             meta = await conn.fetchrow(
-                "SELECT pg_is_in_recovery() AS rec, current_setting('server_version_num')::int AS v"
+                "SELECT pg_is_in_recovery() AS rec, current_setting('block_size')::int AS bs,"
+                " current_setting('server_version_num')::int AS v"
             )
             assert meta is not None
+            centroids, bad_rows = await self._centroids(conn, collection_id)
+            ivf_lists = await self._ivf_lists(conn, indexes, taken_at, meta["bs"])
+            centroids = ivf_lists + centroids
         memory = await read_memory() if host_memory else None
         return Snapshot(
             collection=self.collection.name,
@@ -110,6 +129,8 @@ class Sampler:
             largest_relations=tuple(largest),
             in_recovery=meta["rec"],
             server_version=meta["v"],
+            block_size=meta["bs"],
+            bad_centroid_rows=bad_rows,
         )
 
     # ------------------------------------------------------------------ topology
@@ -229,8 +250,12 @@ class Sampler:
         )
         active: dict[int, set[int]] = defaultdict(set)
         waiting: dict[int, set[int]] = defaultdict(set)
+        running: dict[int, set[int]] = defaultdict(set)  # pid -> partitions it works on
+        waiters: set[int] = set()
         for lk in locks:
             part = self._owner(topo, lk["relation"])
+            if not lk["granted"]:
+                waiters.add(lk["pid"])
             if part is None:
                 continue
             if not lk["granted"]:
@@ -238,6 +263,16 @@ class Sampler:
                 active[part].add(lk["pid"])
             elif lk["state"] == "active":
                 active[part].add(lk["pid"])
+                running[lk["pid"]].add(part)
+        # The routing queue: a statement working on k partitions at once (a search over the
+        # whole collection) is one statement, 1/k on each; one waiting for a lock is queued
+        # behind its blocker, whose dependency edge carries it.
+        queue: dict[int, float] = defaultdict(float)
+        for pid, parts in running.items():
+            if pid in waiters:
+                continue
+            for part in parts:
+                queue[part] += 1.0 / len(parts)
         out = [
             PartitionStats(
                 oid=r["oid"],
@@ -255,6 +290,7 @@ class Sampler:
                 index_bytes=r["ibytes"],
                 active_backends=len(active.get(r["oid"], ())),
                 waiting_backends=len(waiting.get(r["oid"], ())),
+                queue=round(queue.get(r["oid"], 0.0), 6),
             )
             for r in rows
         ]
@@ -276,11 +312,14 @@ class Sampler:
                    i.indrelid AS part, am.amname AS method, i.indisvalid AS valid,
                    greatest(ic.relpages, 0)::bigint * current_setting('block_size')::bigint
                        AS bytes,
-                   coalesce(ic.reloptions, '{}') AS options
+                   coalesce(ic.reloptions, '{}') AS options,
+                   t.typname AS vector_type, nullif(a.atttypmod, -1) AS dims
               FROM pg_index i
               JOIN pg_class ic ON ic.oid = i.indexrelid
               JOIN pg_am am ON am.oid = ic.relam
               JOIN pg_namespace n ON n.oid = ic.relnamespace
+              LEFT JOIN pg_attribute a ON a.attrelid = i.indexrelid AND a.attnum = 1
+              LEFT JOIN pg_type t ON t.oid = a.atttypid
              WHERE i.indrelid = ANY($1::oid[]) AND am.amname = ANY($2::text[])
             """,
             list(topo.partitions),
@@ -295,6 +334,8 @@ class Sampler:
                 bytes=r["bytes"],
                 valid=r["valid"],
                 options=dict(o.split("=", 1) for o in r["options"] if "=" in o),
+                vector_type=r["vector_type"],
+                dims=r["dims"],
             )
             for r in rows
         ]
@@ -312,6 +353,9 @@ class Sampler:
                        AS running_seconds,
                    CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid)
                         ELSE '{}'::int[] END AS blocked_by,
+                   (SELECT greatest(0, extract(epoch FROM clock_timestamp() - min(l.waitstart)))
+                      FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted)::float8
+                       AS waited_seconds,
                    coalesce((SELECT array_agg(DISTINCT l.relation) FROM pg_locks l
                               WHERE l.pid = a.pid AND l.locktype = 'relation'
                                 AND l.relation = ANY($1::oid[])), '{}') AS relations,
@@ -356,12 +400,14 @@ class Sampler:
                     found.add(owner)
             return found
 
-        # who blocks whom, among backends waiting on the collection
+        # who blocks whom, among backends waiting on the collection, and for how long
         blocking: dict[int, int] = defaultdict(int)
+        blocked_seconds: dict[int, float] = defaultdict(float)
         for r in rows:
             if r["waits_on_collection"]:
                 for blocker in r["blocked_by"]:
                     blocking[blocker] += 1
+                    blocked_seconds[blocker] += r["waited_seconds"] or 0.0
 
         jobs: dict[int, MaintenanceJob] = {}
 
@@ -376,6 +422,7 @@ class Sampler:
                 partitions=tuple(sorted(parts)),
                 blocking=blocking.get(pid, 0),
                 running_seconds=r["running_seconds"] if r else None,
+                blocked_seconds=round(blocked_seconds.get(pid, 0.0), 3),
             )
 
         for p in progress:
@@ -450,15 +497,73 @@ class Sampler:
 
     async def _centroids(
         self, conn: asyncpg.Connection, collection_id: int | None
-    ) -> list[CentroidStats]:
+    ) -> tuple[list[CentroidStats], int]:
+        """The application's list statistics, and how many of its rows were unusable.
+
+        One bad row (a NaN, an infinite or negative figure) must not fail every sample:
+        it is skipped and counted, and the monitor says so once.
+        """
         if collection_id is None:
-            return []
+            return [], 0
         rows = await conn.fetch(
             "SELECT centroid_id, vector_count, latency_ms FROM ruvector.centroid_stats "
             "WHERE collection_id = $1",
             collection_id,
         )
-        return [CentroidStats(r["centroid_id"], r["vector_count"], r["latency_ms"]) for r in rows]
+        out, bad = [], 0
+        for r in rows:
+            count, latency = r["vector_count"], r["latency_ms"]
+            if (
+                count is None
+                or count < 0
+                or (latency is not None and (not math.isfinite(latency) or latency < 0))
+            ):
+                bad += 1
+                continue
+            out.append(CentroidStats(r["centroid_id"], count, latency))
+        return out, bad
+
+    async def _ivf_lists(
+        self,
+        conn: asyncpg.Connection,
+        indexes: list[IndexStats],
+        taken_at: datetime,
+        block_size: int,
+    ) -> list[CentroidStats]:
+        """IVFFlat list sizes from the index pages, where this role may read them, rarely."""
+        ivfs = [ix for ix in indexes if ix.method == "ivfflat" and ix.valid]
+        if not ivfs:
+            return []
+        if self._ivf_readable is None:
+            self._ivf_readable = await ivf.readable(conn)
+        out: list[CentroidStats] = []
+        live = {ix.oid for ix in ivfs}
+        self._ivf = {oid: v for oid, v in self._ivf.items() if oid in live}
+        self._ivf_tried = {oid: v for oid, v in self._ivf_tried.items() if oid in live}
+        for ix in ivfs:
+            cached = self._ivf.get(ix.oid)
+            tried = self._ivf_tried.get(ix.oid)
+            # a failed reading (pages not written out yet) is retried sooner than a good one
+            wait = self.ivf_refresh_seconds if ix.oid not in self.ivf_errors else 30.0
+            due = tried is None or (taken_at - tried).total_seconds() >= min(
+                wait, self.ivf_refresh_seconds
+            )
+            if self._ivf_readable and due and ix.bytes <= self.ivf_max_pages * block_size:
+                self._ivf_tried[ix.oid] = taken_at
+                try:
+                    async with conn.transaction():  # a savepoint: a failure spoils nothing
+                        read = await ivf.read_lists(conn, ix.oid, self.ivf_max_pages)
+                    cached = (taken_at, read.counts)
+                    self._ivf[ix.oid] = cached
+                    self.ivf_errors.pop(ix.oid, None)
+                except asyncpg.InsufficientPrivilegeError as exc:
+                    self._ivf_readable = False
+                    self.ivf_errors[ix.oid] = str(exc)
+                except (asyncpg.PostgresError, ivf.IvfReadError) as exc:
+                    self.ivf_errors[ix.oid] = str(exc)
+            if cached is not None:
+                out += [CentroidStats(i, n, None, ix.oid) for i, n in enumerate(cached[1])]
+        return out
 
 
 # --------------------------------------------------------------------------- host memory

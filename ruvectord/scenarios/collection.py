@@ -1,9 +1,10 @@
-"""A partitioned vector collection and the writes that make it healthy or hot.
+"""A vector collection (partitioned or plain) and the writes that make it healthy or hot.
 
-Shared by `ruvectord demo` and the integration and chaos tests, so what the demo shows is
-what the tests assert. Rows are routed by an explicit `shard` column (LIST partitions), which
-lets a scenario aim its writes at one partition. Without pgvector (the CI's PostgreSQL 15)
-the vector column is a real[] and there is no vector index; everything else is the same.
+Shared by `ruvectord demo`, bench/detection.py and the integration and chaos tests, so what
+the demo shows is what the tests assert. Rows carry an explicit `shard` column; partitioned,
+it routes them (LIST partitions), which lets a scenario aim its writes at one partition;
+plain, every shard lives in the one table. Without pgvector (the CI's PostgreSQL 15) the
+vector column is a real[] and there is no vector index; everything else is the same.
 """
 
 from __future__ import annotations
@@ -25,15 +26,26 @@ class CollectionSpec:
     partitions: int = 8
     dims: int = 16
     rows_per_partition: int = 200
-    index: bool = True  # an HNSW index per partition, where pgvector exists
+    index: bool = True  # a vector index per partition, where pgvector exists
+    plain: bool = False  # one plain table holding every shard, instead of LIST partitions
+    method: str = "hnsw"  # the vector index: hnsw or ivfflat
+    lists: int = 10  # IVFFlat lists per index
 
     @property
     def qualified(self) -> str:
         """As SQL (and the config file) would write it: quoted where needed."""
         return f"{quote(self.schema)}.{quote(self.table)}"
 
+    @property
+    def shape(self) -> str:
+        return "plain" if self.plain else f"{self.partitions} partitions"
+
     def partition_name(self, shard: int) -> str:
-        return f"{self.table}_p{shard}"
+        """The table that holds a shard's rows."""
+        return self.table if self.plain else f"{self.table}_p{shard}"
+
+    def partition_qualified(self, shard: int) -> str:
+        return _ident(self.schema) + "." + _ident(self.partition_name(shard))
 
 
 async def has_pgvector(conn: asyncpg.Connection) -> bool:
@@ -60,15 +72,23 @@ async def create_collection(conn: asyncpg.Connection, spec: CollectionSpec) -> b
             tenant text NOT NULL DEFAULT 'default',
             embedding {col_type} NOT NULL,
             created_at timestamptz NOT NULL DEFAULT now()
-        ) PARTITION BY LIST (shard)
+        ) {"" if spec.plain else "PARTITION BY LIST (shard)"}
         """
     )
-    for shard in range(spec.partitions):
-        part = _ident(spec.schema) + "." + _ident(spec.partition_name(shard))
-        await conn.execute(f"CREATE TABLE {part} PARTITION OF {q} FOR VALUES IN ({shard})")
+    if not spec.plain:
+        for shard in range(spec.partitions):
+            part = spec.partition_qualified(shard)
+            await conn.execute(f"CREATE TABLE {part} PARTITION OF {q} FOR VALUES IN ({shard})")
     await insert_rows(conn, spec, {s: spec.rows_per_partition for s in range(spec.partitions)})
+    # flushed before ANALYZE: flushed after, this session's inserts would count twice in
+    # n_live_tup (ANALYZE sets it, then the pending inserts are added on top)
+    await flush_stats(conn)
     if vector and spec.index:
-        await conn.execute(f"CREATE INDEX ON {q} USING hnsw (embedding vector_l2_ops)")
+        if spec.method == "ivfflat":
+            method = f"ivfflat (embedding vector_l2_ops) WITH (lists = {int(spec.lists)})"
+        else:
+            method = "hnsw (embedding vector_l2_ops)"
+        await conn.execute(f"CREATE INDEX ON {q} USING {method}")
     await conn.execute(f"ANALYZE {q}")
     await grant_guard(conn, spec)
     return vector

@@ -77,13 +77,17 @@ class Workload:
             with anyio.CancelScope(shield=True):
                 await conn.close(timeout=5)
 
-    async def reader(self, shards: list[int], *, pause: float = 0.05) -> None:
-        """Nearest-neighbour searches (by the HNSW index where pgvector exists)."""
+    async def reader(
+        self, shards: list[int], *, pause: float = 0.05, everywhere: bool = False
+    ) -> None:
+        """Nearest-neighbour searches (by the vector index where pgvector exists): in one
+        shard at a time, or `everywhere`, over the whole collection (every partition)."""
         q = f'"{self.spec.schema}"."{self.spec.table}"'
+        where = "$1::int IS NOT NULL" if everywhere else "shard = $1"
         if self.vector:
-            sql = f"SELECT id FROM {q} WHERE shard = $1 ORDER BY embedding <-> $2::vector LIMIT 5"
+            sql = f"SELECT id FROM {q} WHERE {where} ORDER BY embedding <-> $2::vector LIMIT 5"
         else:
-            sql = f"SELECT id FROM {q} WHERE shard = $1 AND $2::text IS NOT NULL LIMIT 5"
+            sql = f"SELECT id FROM {q} WHERE {where} AND $2::text IS NOT NULL LIMIT 5"
         conn = await asyncpg.connect(self.dsn, timeout=10)
         try:
             while True:

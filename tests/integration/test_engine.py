@@ -27,7 +27,7 @@ from ruvectord.integrity.evaluate import evaluate
 from ruvectord.integrity.graph import build
 from ruvectord.integrity.hysteresis import State, Step, Tracker
 from ruvectord.integrity.monitor import Cycle
-from ruvectord.integrity.snapshot import IndexStats, rates
+from ruvectord.integrity.snapshot import DatabaseStats, rates
 from ruvectord.metrics import Metrics
 from ruvectord.postgres.actions import HealingStore
 from ruvectord.postgres.pool import Database
@@ -134,12 +134,10 @@ class Rig:
             ops = dict.fromkeys(range(8), 10)
             ops[3] = 2000
             before, after = snapshots(ops=ops)
-        else:  # an index with 20 % dead tuples: degraded, but no rule matches -> Unknown
-            ix = IndexStats(5000, "public.items_p1_idx", 1001, "hnsw", 8192, True)
-            before, after = snapshots(indexes=(ix,))
-            parts = list(after.partitions)
-            parts[1] = replace(parts[1], dead_tuples=2500)
-            after = replace(after, partitions=tuple(parts))
+        else:  # deadlocks in 30 % of the transactions: degraded, no cause dominates -> Unknown
+            before, after = snapshots()
+            before = replace(before, database=DatabaseStats(1000, 0, 0, 0, 0, 0))
+            after = replace(after, database=DatabaseStats(2000, 0, 300, 0, 0, 0))
         result = evaluate(
             build(after, rates(before, after), self.config.integrity.budgets), lambda2=False
         )

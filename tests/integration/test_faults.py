@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from ruvectord.clock import ManualClock
+from ruvectord.healing.problems import MaintenanceContention, classify
 from ruvectord.postgres.migrations import migrate
 from ruvectord.postgres.pool import Database
 from ruvectord.postgres.sampler import Sampler
@@ -29,7 +30,7 @@ async def _wait_until(predicate_sql: str, conn: asyncpg.Connection, limit: float
             await anyio.sleep(0.05)
 
 
-async def test_lock_holding_maintenance_job_yields_dependency_witness_edges(
+async def test_lock_holding_maintenance_job_degrades_as_its_writers_wait(
     db: Database, dsn: str, state_dir: Path
 ) -> None:
     admin = await connect(dsn)
@@ -37,13 +38,18 @@ async def test_lock_holding_maintenance_job_yields_dependency_witness_edges(
     writers = [await connect(dsn) for _ in range(3)]
     try:
         await create_collection(admin, SPEC)
-        h = await harness(db, make_config(dsn, state_dir, SPEC))
+        budget = 2.0  # backend-seconds of waiting that halve the job's capacity
+        config = make_config(
+            dsn, state_dir, SPEC, integrity={"budgets": {"lock_wait_budget_seconds": budget}}
+        )
+        h = await harness(db, config)
         monitor = h.monitor("items")
         assert (await monitor.cycle()).lambda_cut == 1.0
 
         tx = holder.transaction()
         await tx.start()
         await holder.execute("LOCK TABLE public.items IN SHARE MODE")  # blocks every writer
+        cycles = []
         async with anyio.create_task_group() as tg:
             for w in writers:
                 tg.start_soon(
@@ -55,16 +61,29 @@ async def test_lock_holding_maintenance_job_yields_dependency_witness_edges(
                 "SELECT count(*) = 3 FROM pg_locks WHERE NOT granted AND locktype = 'relation'",
                 admin,
             )
-            h.clock.advance(1)
-            cycle = await monitor.cycle()
+            for _ in range(2):
+                h.clock.advance(1)
+                cycles.append(await monitor.cycle())
+                await anyio.sleep(1.5)  # the writers keep waiting
             await tx.rollback()  # let the writers through
-        assert cycle.lambda_cut == pytest.approx(0.1)
-        witness = cycle.result.witness_edges
-        assert {w["kind"] for w in witness} == {"dependency"}
-        assert len(witness) == SPEC.partitions  # the lock covers every partition
-        job = witness[0]["target"]
-        assert job["kind"] == "maintenance" and job["name"].startswith("lock (pid ")
-        assert witness[0]["reason"] == "blocks 3 backend(s)"
+        first, later = cycles
+        assert 1.0 > first.lambda_cut > later.lambda_cut
+        for cycle in cycles:
+            (edge,) = cycle.result.witness_edges
+            assert edge["kind"] == "dependency"
+            job = cycle.result.graph.nodes[
+                next(n.index for n in cycle.result.graph.nodes if n.ref() == edge["target"])
+            ]
+            waited = float(job.attrs["blocked_seconds"])
+            assert job.name.startswith("lock (pid ") and job.attrs["blocking"] == 3
+            assert job.attrs["partitions_touched"] == SPEC.partitions  # LOCK covers them all
+            assert edge["reason"] == f"blocks 3 backend(s), {waited:.1f} s waited"
+            assert cycle.lambda_cut == pytest.approx(1 / (1 + waited / budget), abs=1e-5)
+        # three writers waiting 1.5 s more: about 4.5 backend-seconds more
+        waits = [float(c.result.graph.nodes[-1].attrs["blocked_seconds"]) for c in cycles]
+        assert waits[1] - waits[0] == pytest.approx(4.5, abs=1.0)
+        problem = classify(later.result, later.snapshot, config.healing.classifier)
+        assert isinstance(problem, MaintenanceContention) and problem.job_types == ("lock",)
     finally:
         for c in (admin, holder, *writers):
             await c.close()

@@ -122,22 +122,36 @@ def test_partition_health_formula() -> None:
     assert health == 1 / (1 + 3 * 0.5)
 
 
-def test_a_blocking_maintenance_job_shows_as_dependency_edges() -> None:
+def test_a_blocking_maintenance_job_degrades_with_how_many_it_blocks_and_how_long() -> None:
     job = MaintenanceJob(
         pid=42,
         kind="lock",
         description="LOCK TABLE items IN SHARE MODE",
         partitions=tuple(1000 + i for i in range(8)),
         blocking=5,
+        blocked_seconds=20.0,  # five writers, four seconds each
     )
     g = graph_of(*snapshots(maintenance=(job,)))
     result = evaluate(g, lambda2=False)
-    assert abs(result.lambda_cut - 0.1) < 1e-9
-    witness = [g.edges[i] for i in result.witness_indices]
-    assert {e.kind for e in witness} == {EdgeKind.DEPENDENCY} and len(witness) == 8
-    assert all(e.reason == "blocks 5 backend(s)" for e in witness)
+    assert result.lambda_cut == pytest.approx(1 / (1 + 20.0 / BUDGETS.lock_wait_budget_seconds))
+    # its hold on each partition is a leaf of its own; the cut takes one of them
+    holds = [e for e in g.edges if e.kind is EdgeKind.DEPENDENCY]
+    assert len(holds) == 8 and len({e.source for e in holds}) == 8
+    (edge,) = [g.edges[i] for i in result.witness_indices]
+    assert edge.kind is EdgeKind.DEPENDENCY and edge.reason == "blocks 5 backend(s), 20.0 s waited"
+    assert g.nodes[edge.target].attrs["partitions_touched"] == 8
+    # more waiting, by more writers or for longer, reads lower; never a constant
+    readings = [
+        evaluate(
+            graph_of(*snapshots(maintenance=(replace(job, blocked_seconds=s),))), lambda2=False
+        )
+        for s in (0.5, 5.0, 50.0, 500.0)
+    ]
+    lambdas = [r.lambda_cut for r in readings]
+    assert lambdas == sorted(lambdas, reverse=True) and len(set(lambdas)) == 4
+    assert lambdas[0] > 0.95  # a writer that waited half a second is no incident
     # the same job not blocking anyone is harmless
-    calm = replace(job, blocking=0)
+    calm = replace(job, blocking=0, blocked_seconds=0.0)
     assert evaluate(graph_of(*snapshots(maintenance=(calm,))), lambda2=False).lambda_cut == 1.0
 
 
@@ -222,3 +236,14 @@ def test_capacities_stay_in_range_and_lambda_is_normalised(
     assert all(0.01 <= e.capacity <= 1.0 for e in g.edges)
     result = evaluate(g, lambda2=False)
     assert 0.0 < result.lambda_cut <= 1.0
+
+
+def test_the_summary_names_the_part_cut_off_from_the_gateway() -> None:
+    """On a plain table the skewed lists outnumber the rest: still, they are what is cut off."""
+    counts = [3000] + [100] * 9
+    lists = tuple(CentroidStats(i, c, None, 77) for i, c in enumerate(counts))
+    ivf = IndexStats(77, "public.items_ivf", 1000, "ivfflat", 8192, True)
+    result = evaluate(graph_of(*snapshots(n=1, indexes=(ivf,), centroids=lists)), lambda2=False)
+    assert result.lambda_cut < 0.8
+    assert 0 in result.cut_side  # the smaller side: gateway, table, index
+    assert result.summary().startswith("10 centroid_route around public.items_ivf lists, list 0")

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ruvectord.config import ClassifierConfig
+from ruvectord.config import ClassifierConfig, parse_config
 from ruvectord.healing.learning import OutcomeRow, effectiveness, strategy_weights
 from ruvectord.healing.problems import (
     CentroidSkew,
@@ -20,13 +22,15 @@ from ruvectord.healing.problems import (
     ReplicationLag,
     Unknown,
     classify,
+    deficit,
     problem_from_json,
 )
 from ruvectord.healing.strategy import RemediationContext, RemediationResult, StrategyRegistry
 from ruvectord.integrity.evaluate import IntegrityResult, evaluate
-from ruvectord.integrity.graph import build
+from ruvectord.integrity.graph import build, expected_index_bytes
 from ruvectord.integrity.snapshot import (
     CentroidStats,
+    DatabaseStats,
     IndexStats,
     MaintenanceJob,
     MemoryStats,
@@ -34,6 +38,7 @@ from ruvectord.integrity.snapshot import (
     Snapshot,
     rates,
 )
+from tests.unit.test_calibration import FAULTS, Shape, shapes
 from tests.unit.test_graph import BUDGETS, snapshots
 
 RULES = ClassifierConfig()
@@ -42,6 +47,10 @@ RULES = ClassifierConfig()
 def judge(before: Snapshot, after: Snapshot, rules: ClassifierConfig = RULES) -> Any:
     result: IntegrityResult = evaluate(build(after, rates(before, after), BUDGETS), lambda2=False)
     return classify(result, after, rules)
+
+
+def lam(before: Snapshot, after: Snapshot) -> float:
+    return evaluate(build(after, rates(before, after), BUDGETS), lambda2=False).lambda_cut
 
 
 def test_hotspot_names_the_hot_partition_and_its_load_ratio() -> None:
@@ -53,12 +62,40 @@ def test_hotspot_names_the_hot_partition_and_its_load_ratio() -> None:
     assert problem.load_ratio == pytest.approx(3000 / ((3000 + 70) / 8), rel=1e-3)
 
 
-def test_hotspot_threshold_is_configurable() -> None:
+def with_errors(before: Snapshot, after: Snapshot, rate: float) -> tuple[Snapshot, Snapshot]:
+    """Deadlocks and conflicts in `rate` of the transactions between the two samples."""
+    errors = round(1000 * rate)
+    return (
+        replace(before, database=DatabaseStats(1000, 0, 0, 0, 0, 0)),
+        replace(after, database=DatabaseStats(2000, 0, errors, 0, 0, 0)),
+    )
+
+
+def test_a_class_needs_min_share_of_the_missing_capacity() -> None:
     ops = dict.fromkeys(range(8), 10)
     ops[5] = 3000
-    # four weak partition links: not "more than 4"
-    rules = RULES.model_copy(update={"hotspot_partition_links": 4})
-    assert not isinstance(judge(*snapshots(ops=ops), rules), HotspotCongestion)
+    before, after = with_errors(*snapshots(ops=ops), rate=0.2)
+    result = evaluate(build(after, rates(before, after), BUDGETS), lambda2=False)
+    d = deficit(result)
+    hot = d.share(ProblemKind.HOTSPOT_CONGESTION.value)
+    assert 0.5 < hot < 0.9 and d.share("errors") == pytest.approx(1 - hot)
+    assert isinstance(classify(result, after, RULES), HotspotCongestion)
+    strict = RULES.model_copy(update={"min_share": 0.9})
+    problem = classify(result, after, strict)
+    assert isinstance(problem, Unknown)
+    assert f"missing capacity: HotspotCongestion {hot:.0%}, errors" in problem.witness_summary
+
+
+def test_retired_classifier_keys_warn_and_change_nothing() -> None:
+    for key, value in [
+        ("hotspot_partition_links", 3),
+        ("skew_centroids", 5),
+        ("contention_dependencies", 2),
+        ("fragmentation_pct", 30.0),
+    ]:
+        with pytest.warns(FutureWarning, match=f"healing.classifier.{key} is ignored"):
+            config = parse_config(f"healing:\n  classifier:\n    {key}: {value}\n")
+        assert config.healing.classifier == ClassifierConfig()
 
 
 def test_centroid_skew() -> None:
@@ -71,47 +108,101 @@ def test_centroid_skew() -> None:
     assert problem.skew_factor == pytest.approx(5000 / (52000 / 30), rel=1e-3)
 
 
+def test_centroid_skew_reads_the_same_with_or_without_latency_figures() -> None:
+    """3 ms of a 100 ms budget on every list: the same three skewed lists, the same class."""
+    counts = [1500] * 3 + [100] * 7
+    bare = tuple(CentroidStats(i, c, None, 77) for i, c in enumerate(counts))
+    timed = tuple(replace(c, latency_ms=3.0) for c in bare)
+    ivf = IndexStats(77, "public.items_ivf", 1001, "ivfflat", 8192, True)
+    problems = [judge(*snapshots(indexes=(ivf,), centroids=lists)) for lists in (bare, timed)]
+    assert problems[0] == problems[1] == CentroidSkew((0, 1, 2), 2.885, ("public.items_ivf",))
+
+
 def test_replication_lag() -> None:
     rep = ReplicaStats("standby1", 4242, "streaming", "async", 12.5, 300 * 1024 * 1024)
     problem = judge(*snapshots(replicas=(rep,)))
     assert problem == ReplicationLag((4242,), ("standby1",), 12.5, 300 * 1024 * 1024)
 
 
-def test_maintenance_contention_needs_more_than_two_dependency_edges() -> None:
-    job = MaintenanceJob(77, "vacuum_full", "VACUUM FULL", tuple(1000 + i for i in range(3)), 4)
-    problem = judge(*snapshots(maintenance=(job,)))
-    assert problem == MaintenanceContention(("vacuum_full",), (77,), 4)
-    narrow = replace(job, partitions=(1000, 1001))
-    assert isinstance(judge(*snapshots(maintenance=(narrow,))), Unknown)
-
-
-def test_memory_pressure_from_the_snapshot() -> None:
-    ix = IndexStats(5000, "public.items_p1_idx", 1001, "hnsw", 8192, True)
-    before, after = snapshots(indexes=(ix,))
-    parts = list(after.partitions)
-    parts[1] = replace(parts[1], dead_tuples=2500)  # degraded, but not a graph pattern
-    after = replace(
-        after,
-        partitions=tuple(parts),
-        memory=MemoryStats(100, 10),
-        largest_relations=(("public.items_p1", 999),),
+@pytest.mark.parametrize("touched", [1, 3, 8])
+def test_maintenance_contention_from_one_job_on_any_number_of_partitions(touched: int) -> None:
+    job = MaintenanceJob(
+        77, "vacuum_full", "VACUUM FULL", tuple(1000 + i for i in range(touched)), 4, 30.0, 20.0
     )
-    problem = judge(before, after)
-    assert problem == MemoryPressure(90.0, (("public.items_p1", 999),))
+    assert judge(*snapshots(maintenance=(job,))) == MaintenanceContention(
+        ("vacuum_full",), (77,), 4
+    )
 
 
-def test_index_fragmentation_above_thirty_percent() -> None:
-    ix = IndexStats(5000, "public.items_p1_idx", 1001, "hnsw", 8192, True)
+def test_memory_pressure_when_the_cut_explains_nothing() -> None:
+    before, after = with_errors(*snapshots(), rate=0.3)  # errors lower every edge alike
+    after = replace(
+        after, memory=MemoryStats(100, 10), largest_relations=(("public.items_p1", 999),)
+    )
+    assert judge(before, after) == MemoryPressure(90.0, (("public.items_p1", 999),))
+    calm = replace(after, memory=MemoryStats(100, 60))
+    assert isinstance(judge(before, calm), Unknown)
+
+
+def fragmented(dead: int, **index: Any) -> tuple[Snapshot, Snapshot]:
+    ix = IndexStats(5000, "public.items_p1_idx", 1001, "hnsw", 8192, True, **index)
     before, after = snapshots(indexes=(ix,))
     parts = list(after.partitions)
-    parts[1] = replace(parts[1], dead_tuples=5000)  # 33 %
-    problem = judge(before, replace(after, partitions=tuple(parts)))
-    assert problem == IndexFragmentation((5000,), ("public.items_p1_idx",), 33.33)
+    parts[1] = replace(parts[1], dead_tuples=dead)
+    return before, replace(after, partitions=tuple(parts))
+
+
+@pytest.mark.parametrize(("dead", "pct"), [(1500, 13.04), (2500, 20.0), (3900, 28.06)])
+def test_fragmentation_classifies_wherever_it_lowers_lambda(dead: int, pct: float) -> None:
+    """12-30 % dead: under 0.8, and IndexFragmentation (it used to take more than 30 %)."""
+    before, after = fragmented(dead)
+    assert lam(before, after) < 0.8
+    assert judge(before, after) == IndexFragmentation((5000,), ("public.items_p1_idx",), pct)
+
+
+def test_index_bloat_survives_page_pruning() -> None:
+    """47 % of the index entries dead, n_dead_tup pruned down to 0: the size still says so."""
+    live = 10_000
+    healthy = IndexStats(5000, "i", 1001, "hnsw", 0, True, {}, "vector", 16)
+    expected = expected_index_bytes(healthy, live)
+    assert expected is not None
+    bloated = {"vector_type": "vector", "dims": 16, "options": {}}
+    before, after = fragmented(0, **bloated)
+    ix = replace(after.indexes[0], bytes=round(expected / 0.53))
+    after = replace(after, indexes=(ix,))
+    problem = judge(before, after)
+    assert isinstance(problem, IndexFragmentation)
+    assert problem.fragmentation_pct == pytest.approx(47.0, abs=0.1)
+    # a healthy index of the same rows is not bloated
+    fine = replace(after, indexes=(replace(ix, bytes=round(expected * 0.97)),))
+    assert lam(before, fine) == 1.0
 
 
 def test_everything_else_is_unknown_and_so_is_a_healthy_cut() -> None:
     problem = judge(*snapshots())
     assert isinstance(problem, Unknown) and "partition_link" in problem.witness_summary
+
+
+EXPECTED = {
+    "fragmented index": ProblemKind.INDEX_FRAGMENTATION,
+    "lagging replica": ProblemKind.REPLICATION_LAG,
+    "blocking job": ProblemKind.MAINTENANCE_CONTENTION,
+    "queued partition": ProblemKind.HOTSPOT_CONGESTION,
+    "skewed IVF lists": ProblemKind.CENTROID_SKEW,
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=shapes(), fault=st.sampled_from(sorted(FAULTS)), severity=st.floats(0.0, 1.0))
+def test_every_fault_that_lowers_lambda_fires_its_class(
+    shape: Shape, fault: str, severity: float
+) -> None:
+    """One source of truth: wherever a single fault takes lambda under 0.8, its class fires."""
+    before, after, _ = FAULTS[fault](shape, severity)
+    result = evaluate(build(after, rates(before, after), BUDGETS), lambda2=False)
+    if result.lambda_cut >= 0.8:
+        return
+    assert classify(result, after, RULES).kind is EXPECTED[fault], result.witness_edges
 
 
 def test_problems_round_trip_through_the_journal() -> None:
