@@ -10,6 +10,10 @@
 --   operators comma-separated existing roles that may change healing (pause, approve, lift)
 --   readers   comma-separated existing roles that may read healing state and history
 --   admin     an existing role that may run `ruvectord migrate` without being a superuser
+--   ivf_pages on: IVFFlat list sizes are read from the index pages (ruvector.ivf_list_sizes,
+--             which returns counts only) rather than fed by the application
+--             (ruvector.centroid_stats); this lets ruvector_owner -- nobody logs in as it --
+--             execute pg_read_binary_file
 -- Safe to run again; it also takes back what older versions granted the daemon.
 --
 -- The model: everything ruvectord creates belongs to ruvector_owner, which nobody logs in
@@ -53,6 +57,11 @@ SELECT format('GRANT TRIGGER ON TABLE %s TO ruvector_owner', p.relid::regclass),
        format('REVOKE TRIGGER ON TABLE %s FROM %I', p.relid::regclass, :'daemon')
   FROM unnest(string_to_array(:'tables', ',')) AS t,
        pg_partition_tree(btrim(t)::regclass) AS p \gexec
+\endif
+
+\if :{?ivf_pages}
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)
+    TO ruvector_owner;
 \endif
 
 -- 3. People and tools.

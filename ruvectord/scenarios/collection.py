@@ -96,13 +96,19 @@ async def create_collection(conn: asyncpg.Connection, spec: CollectionSpec) -> b
 
 async def grant_guard(conn: asyncpg.Connection, spec: CollectionSpec) -> None:
     """What deploy/sql/roles.sql does for a collection table: the role that owns ruvectord's
-    functions may attach the throttle guard (the daemon's own role may not)."""
+    functions may attach the throttle guard (the daemon's own role may not), and read IVFFlat
+    list sizes from the index pages (`-v ivf_pages=on`)."""
     if not await conn.fetchval("SELECT to_regrole('ruvector_owner') IS NOT NULL"):
         return
     q = _ident(spec.schema) + "." + _ident(spec.table)
     parts = await conn.fetch("SELECT relid::regclass::text AS rel FROM pg_partition_tree($1)", q)
     for p in parts:
         await conn.execute(f"GRANT TRIGGER ON TABLE {p['rel']} TO ruvector_owner")
+    # and, as `-v ivf_pages=on` does, IVFFlat list sizes read from the index pages
+    await conn.execute(
+        "GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, "
+        "boolean) TO ruvector_owner"
+    )
 
 
 async def insert_rows(
