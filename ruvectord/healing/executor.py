@@ -270,6 +270,17 @@ class Executor:
         except InFlightError as exc:
             return Outcome(strategy.name, None, "skipped", error=str(exc))
         ctx.action_id = action_id
+
+        async def measure() -> float:
+            return (await monitor.measure()).lambda_cut
+
+        async def progress(data: Mapping[str, Any]) -> None:
+            ctx.rollback_data = {**ctx.rollback_data, **data}
+            await self.journal.update_action(
+                action_id, "running", rollback_data=_jsonable(ctx.rollback_data)
+            )
+
+        ctx.measure, ctx.progress = measure, progress
         a = Attempt(
             strategy,
             problem,

@@ -11,7 +11,7 @@ renewing while the collection is degraded; if the daemon dies, the effect lapses
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,6 +48,12 @@ class RemediationContext:
     dry_run: bool = False
     # a leased effect must be renewed within this many seconds or it lapses (fails open)
     lease_seconds: float = 0.0
+    # a fresh lambda_cut of the collection, for strategies that act in steps and check
+    # between them (None outside an executing action)
+    measure: Callable[[], Awaitable[float]] | None = None
+    # journal progress before going on: merges into rollback_data and writes it to the
+    # action's row, so crash recovery undoes exactly what was done (None outside an action)
+    progress: Callable[[Mapping[str, Any]], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,12 @@ class FakeStrategy:
             await anyio.sleep_forever()
         if self.behaviour == "refuse":
             return RemediationResult.failed("nothing to do")
+        if self.behaviour == "steps":  # journals each step, then checks lambda_cut
+            assert ctx.progress is not None and ctx.measure is not None
+            for step in (1, 2):
+                await ctx.progress({"done_steps": step})
+            self.calls.append(f"measured:{await ctx.measure():.1f}")
+            await anyio.sleep_forever()
         return RemediationResult(True, 1, 0.0, {"did": "something"})
 
     async def rollback(self, ctx: RemediationContext) -> None:
@@ -557,3 +563,14 @@ async def test_an_operator_lift_holds_the_strategy_off_like_a_rejection(
     said = await rig.heal()
     assert said is not None and "rejected by an operator, held off: fake_fix for 200 s" in said
     assert await rig.statuses() == ["lifted"]
+
+
+async def test_a_stepwise_strategy_journals_its_progress_for_recovery(rig_factory: Any) -> None:
+    s = FakeStrategy(behaviour="steps", estimated_duration=0.05)
+    rig: Rig = await rig_factory(s)
+    said = await rig.heal()
+    assert said is not None and "timed out" in said
+    assert "measured:0.9" in s.calls
+    row = await one(rig.db, "SELECT rollback_data FROM ruvector.healing_actions")
+    # what rollback (or the next actor's recovery) sees: the plan's data and every step
+    assert row["rollback_data"] == {"undo": "restore items", "done_steps": 2}
