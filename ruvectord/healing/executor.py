@@ -241,10 +241,12 @@ class Executor:
         monitor: Measure,
         *,
         approved: int | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Outcome:
         cfg = self.settings
         name = cycle.collection.name
         ctx = self.context(strategy, problem, cycle)
+        ctx.params.update(params or {})
         started_at = self.clock.now()
         try:
             ctx.rollback_data = await strategy.plan(ctx)

@@ -103,6 +103,15 @@ class PastRow:
 
 
 @dataclass(frozen=True)
+class TouchedRow:
+    """A target an action names (`targets` in its result, or else in its rollback data)."""
+
+    strategy: str
+    target: str
+    at: datetime  # when that action started
+
+
+@dataclass(frozen=True)
 class Control:
     """Healing on or off for the whole database (`ruvectord pause`), and who said so."""
 
@@ -142,6 +151,10 @@ class HealingJournal(Protocol):
 
     async def history(self, collection_id: int, limit: int) -> list[PastRow]:
         """The collection's latest attempts and rejections (newest first)."""
+        ...
+
+    async def touched_since(self, collection_id: int, since: datetime) -> list[TouchedRow]:
+        """Targets the collection's actions acted on since then (per-target limits)."""
         ...
 
     async def lambdas_since(

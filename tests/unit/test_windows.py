@@ -12,8 +12,8 @@ from ruvectord.healing.windows import WindowError, is_open, next_opening, parse
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
-def berlin(*args: int, fold: int = 0) -> datetime:
-    return datetime(*args, tzinfo=BERLIN, fold=fold)  # type: ignore[misc]
+def berlin(y: int, mo: int, d: int, h: int, mi: int, fold: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, tzinfo=BERLIN, fold=fold)
 
 
 def test_a_weekly_window_in_its_own_time_zone() -> None:
