@@ -254,7 +254,6 @@ class RemediationEngine:
             now = self.clock.now()
             found = await self.journal.touched_since(cid, now - timedelta(seconds=longest))
             touched = tuple(
-                Touched(r.strategy, r.target, max(0.0, (now - r.at).total_seconds()))
-                for r in found
+                Touched(r.strategy, r.target, max(0.0, (now - r.at).total_seconds())) for r in found
             )
         return History(past, episode, touched)

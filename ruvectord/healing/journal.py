@@ -19,7 +19,7 @@ import anyio
 from ruvectord.config import HealingConfig
 from ruvectord.healing.learning import OutcomeRow
 from ruvectord.healing.problems import problem_from_json
-from ruvectord.healing.strategy import RemediationContext, Sql, StrategyRegistry
+from ruvectord.healing.strategy import Cleans, RemediationContext, Sql, StrategyRegistry
 from ruvectord.integrity.hysteresis import State
 from ruvectord.logs import get_logger
 
@@ -285,7 +285,18 @@ async def _recover_one(
     was = f"interrupted while {row.status} (the daemon that ran it stopped)"
     strategy = registry.get(row.strategy_name)
     if not row.reversible:
-        return "interrupted", f"{was}; not reversible, left as it was"
+        left = f"{was}; not reversible, left as it was"
+        cleans: object = strategy
+        if isinstance(cleans, Cleans):
+            # what the interrupted run left behind (an invalid index) is cleared away
+            try:
+                with anyio.fail_after(120.0):
+                    cleaned = await cleans.cleanup(context_for(row, sql, settings))
+            except Exception as exc:
+                cleaned = f"cleanup failed: {type(exc).__name__}: {exc}"
+            if cleaned:
+                left += f"; {cleaned}"
+        return "interrupted", left
     if strategy is None:
         return "rollback_failed", f"{was}; strategy {row.strategy_name!r} is not registered here"
     ctx = context_for(row, sql, settings)

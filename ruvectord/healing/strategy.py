@@ -32,6 +32,23 @@ class Sql(Protocol):
     async def execute(self, sql: str, *args: Any, idempotent: bool = False) -> str: ...
 
 
+class Session(Sql, Protocol):
+    """A dedicated database session: top-level statements (REINDEX / CREATE INDEX
+    CONCURRENTLY cannot run in a function or a transaction block) and session locks."""
+
+    @property
+    def pid(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Sessions(Protocol):
+    """An `Sql` that can also open dedicated sessions (the daemon's Database can)."""
+
+    async def open_session(self, settings: Mapping[str, str]) -> Session: ...
+
+
 @dataclass
 class RemediationContext:
     collection: str
@@ -99,6 +116,15 @@ class Strategy(Protocol):
         lifted by someone else (then the engine rolls it back and journals it lifted).
         Strategies that are not leased return True."""
         ...
+
+
+@runtime_checkable
+class Cleans(Protocol):
+    """An irreversible strategy that can still clear away what an interrupted run left
+    (compact_indexes: the invalid *_ccnew index of a cancelled REINDEX CONCURRENTLY). Called
+    after a failed or interrupted action, and by crash recovery; returns what it did."""
+
+    async def cleanup(self, ctx: RemediationContext) -> str: ...
 
 
 @runtime_checkable

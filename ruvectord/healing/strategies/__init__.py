@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ruvectord.config import Config
+from ruvectord.healing.strategies.pause_maintenance import PauseMaintenance
 from ruvectord.healing.strategies.scale_replicas import ReplicaScaler, ScaleReplicas
 from ruvectord.healing.strategies.throttle_ingestion import ThrottleIngestion
 from ruvectord.healing.strategy import Strategy, StrategyRegistry
@@ -15,7 +16,7 @@ def builtin_registry(
 ) -> StrategyRegistry:
     """The built-in strategies; scale_replicas only with a Kubernetes adapter (and the config
     that names each collection's workload)."""
-    strategies: list[Strategy] = [ThrottleIngestion()]
+    strategies: list[Strategy] = [ThrottleIngestion(), PauseMaintenance(config)]
     if kube is not None:
         if config is None:
             raise ValueError("scale_replicas needs the config along with the Kubernetes adapter")

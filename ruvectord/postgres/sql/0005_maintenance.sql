@@ -51,12 +51,13 @@ END
 $$;
 
 -- ----------------------------------------------------------------------------- autovacuum
--- Set (true/false) or remove (NULL) the autovacuum_enabled reloption of one partition, and
--- nothing else. ALTER TABLE ... SET takes SHARE UPDATE EXCLUSIVE, which does not block
--- reads or writes; it does conflict with a running autovacuum, which PostgreSQL then cancels
--- by itself after deadlock_timeout unless it is an anti-wraparound vacuum. Never waits for
--- the lock longer than `wait`.
-CREATE FUNCTION ruvector.set_autovacuum(collection_id integer, part regclass, enabled boolean,
+-- Set or remove (NULL) the autovacuum_enabled reloption of one partition, and nothing else.
+-- The value is kept as given ('false', 'off', ...), so a rollback restores the exact text.
+-- ALTER TABLE ... SET takes SHARE UPDATE EXCLUSIVE, which does not block reads or writes; it
+-- does conflict with a running autovacuum, which PostgreSQL then cancels by itself after
+-- deadlock_timeout unless it is an anti-wraparound vacuum. Never waits for the lock longer
+-- than `wait`.
+CREATE FUNCTION ruvector.set_autovacuum(collection_id integer, part regclass, value text,
                                         wait interval DEFAULT '3 seconds')
 RETURNS text
 LANGUAGE plpgsql
@@ -65,19 +66,20 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tbl regclass := ruvector.collection_relation(set_autovacuum.collection_id, part);
+    parsed boolean;
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = tbl) THEN
         RAISE EXCEPTION '% is an index, not a partition', tbl
             USING ERRCODE = 'wrong_object_type';
     END IF;
+    parsed := value::boolean;  -- anything but a boolean is refused here
     PERFORM set_config('lock_timeout', (extract(epoch FROM wait) * 1000)::bigint || 'ms', true);
-    IF enabled IS NULL THEN
+    IF value IS NULL THEN
         EXECUTE format('ALTER TABLE %s RESET (autovacuum_enabled)', tbl);
         RETURN 'reset';
     END IF;
-    EXECUTE format('ALTER TABLE %s SET (autovacuum_enabled = %s)', tbl,
-                   CASE WHEN enabled THEN 'true' ELSE 'false' END);
-    RETURN CASE WHEN enabled THEN 'true' ELSE 'false' END;
+    EXECUTE format('ALTER TABLE %s SET (autovacuum_enabled = %L)', tbl, value);
+    RETURN CASE WHEN parsed THEN 'enabled' ELSE 'disabled' END;
 END
 $$;
 
@@ -407,23 +409,27 @@ BEGIN
 END
 $$;
 
--- Drop an index of the collection that is invalid (a failed or interrupted concurrent build:
--- REINDEX CONCURRENTLY's *_ccnew, CREATE INDEX CONCURRENTLY's leftovers). A valid index is
--- never dropped here. DROP INDEX takes ACCESS EXCLUSIVE on the table: never wait long.
-CREATE FUNCTION ruvector.drop_invalid_index(collection_id integer, idx regclass,
-                                            wait interval DEFAULT '1 second')
+-- Drop a leftover index of the collection: one that is invalid (a failed or interrupted
+-- concurrent build: REINDEX CONCURRENTLY's *_ccnew, CREATE INDEX CONCURRENTLY's remains), or
+-- a copy ruvectord built itself (ruvector_rebuild_N, ruvector_restore_N) that was never
+-- swapped in. Any other valid index is never dropped here. DROP INDEX takes ACCESS EXCLUSIVE
+-- on the table: never wait long for it.
+CREATE FUNCTION ruvector.drop_leftover_index(collection_id integer, idx regclass,
+                                             wait interval DEFAULT '1 second')
 RETURNS text
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM ruvector.collection_relation(drop_invalid_index.collection_id, idx);
+    PERFORM ruvector.collection_relation(drop_leftover_index.collection_id, idx);
     IF NOT EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = idx) THEN
         RAISE EXCEPTION '% is not an index', idx USING ERRCODE = 'wrong_object_type';
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = idx AND indisvalid) THEN
-        RAISE EXCEPTION '% is valid; only invalid indexes are dropped here', idx
+    IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                WHERE i.indexrelid = idx AND i.indisvalid
+                  AND c.relname !~ '^ruvector_(rebuild|restore)_[0-9]+$') THEN
+        RAISE EXCEPTION '% is a valid index that ruvectord did not build; it is not dropped', idx
             USING ERRCODE = 'object_in_use';
     END IF;
     PERFORM set_config('lock_timeout', (extract(epoch FROM wait) * 1000)::bigint || 'ms', true);
@@ -663,7 +669,7 @@ $$;
 -- ruvector.collection_relation, freeze_age_share and index_distance_operator are helpers
 -- of the functions above; the daemon calls only these:
 GRANT EXECUTE ON FUNCTION
-    ruvector.set_autovacuum(integer, regclass, boolean, interval),
+    ruvector.set_autovacuum(integer, regclass, text, interval),
     ruvector.cancel_autovacuum(integer, integer),
     ruvector.cancel_manual_maintenance(integer, integer),
     ruvector.cron_jobs(integer),
@@ -672,7 +678,7 @@ GRANT EXECUTE ON FUNCTION
     ruvector.reindex_statement(integer, regclass),
     ruvector.ivfflat_build_statement(integer, regclass, integer, text),
     ruvector.index_restore_statement(integer, regclass, text, text, text),
-    ruvector.drop_invalid_index(integer, regclass, interval),
+    ruvector.drop_leftover_index(integer, regclass, interval),
     ruvector.sample_probes(integer, regclass, integer),
     ruvector.canary_exact(integer, regclass, integer),
     ruvector.canary_index(integer, regclass, integer, double precision[], integer, integer),
