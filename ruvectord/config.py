@@ -286,6 +286,7 @@ class CompactIndexesConfig(_Section):
     # grow to this many bytes (0: unknown, and the strategy will not act off-host)
     disk_budget_bytes: Annotated[int, Field(ge=0, le=2**60)] = 0
     recall_floor: Fraction = 0.9  # below: flagged and alerted (a reindex is not undone)
+    vacuum_first: bool = True  # a plain VACUUM of the partition before its REINDEX
 
 
 class RebuildCentroidsConfig(_Section):

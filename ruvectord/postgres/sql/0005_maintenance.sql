@@ -332,6 +332,22 @@ BEGIN
 END
 $$;
 
+-- The plain VACUUM of the index's partition that compact_indexes runs before its REINDEX: the
+-- rebuilt index then holds only live rows, and the dead tuples the sensor counts are gone.
+-- Plain VACUUM takes SHARE UPDATE EXCLUSIVE: reads and writes go on.
+CREATE FUNCTION ruvector.vacuum_statement(collection_id integer, idx regclass)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ruvector.reindex_statement(vacuum_statement.collection_id, idx);
+    RETURN format('VACUUM (INDEX_CLEANUP ON) %s',
+                  (SELECT indrelid::regclass FROM pg_index WHERE indexrelid = idx));
+END
+$$;
+
 -- CREATE INDEX CONCURRENTLY of an IVFFlat index like `idx` (same column, operator class,
 -- tablespace and predicate) with `lists` lists, named `new_name`, next to it.
 CREATE FUNCTION ruvector.ivfflat_build_statement(collection_id integer, idx regclass,
@@ -392,20 +408,24 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    head text;
+    at integer;
 BEGIN
     PERFORM ruvector.collection_relation(index_restore_statement.collection_id, part);
     IF new_name IS NULL OR new_name !~ '^[a-z_][a-z0-9_]{0,62}$' THEN
         RAISE EXCEPTION 'new index name % is not a plain identifier', new_name
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    head := format('CREATE INDEX %I ON %s USING ', old_name, part);
-    IF left(definition, length(head)) <> head THEN
-        RAISE EXCEPTION 'the saved definition is not an index on % named %', part, old_name
+    -- the saved text is pg_get_indexdef() of an index on `part` (its table name may or may not
+    -- be schema-qualified, as the reading session's search_path had it); keep what follows
+    -- USING: the method, columns, operator classes, options, tablespace and predicate
+    at := position(' USING ' IN definition);
+    IF definition !~ '^CREATE INDEX ' OR at = 0
+       OR position(format('CREATE INDEX %I ON ', old_name) IN definition) <> 1 THEN
+        RAISE EXCEPTION 'the saved definition is not an index named %', old_name
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN format('CREATE INDEX CONCURRENTLY %I ON %s USING ', new_name, part)
-        || substr(definition, length(head) + 1);
+    RETURN format('CREATE INDEX CONCURRENTLY %I ON %s', new_name, part)
+        || substr(definition, at);
 END
 $$;
 
@@ -451,24 +471,23 @@ CREATE TABLE ruvector.probe_vectors (
 );
 REVOKE ALL ON ruvector.probe_vectors FROM ruvector_reader;
 
--- The distance operator of an index's operator class (pgvector's l2, ip, cosine, l1,
--- hamming, jaccard), or an error.
+-- The ordering (distance) operator of an index's operator class, schema-qualified as
+-- OPERATOR(schema.op) (these functions run with search_path = pg_catalog), or NULL.
 CREATE FUNCTION ruvector.index_distance_operator(idx regclass)
 RETURNS text
 LANGUAGE sql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE
-             WHEN op.opcname LIKE '%\_l2\_ops' THEN '<->'
-             WHEN op.opcname LIKE '%\_ip\_ops' THEN '<#>'
-             WHEN op.opcname LIKE '%\_cosine\_ops' THEN '<=>'
-             WHEN op.opcname LIKE '%\_l1\_ops' THEN '<+>'
-             WHEN op.opcname LIKE '%\_hamming\_ops' THEN '<~>'
-             WHEN op.opcname LIKE '%\_jaccard\_ops' THEN '<%>'
-           END
-      FROM pg_index i JOIN pg_opclass op ON op.oid = i.indclass[0]
+    SELECT format('OPERATOR(%I.%s)', n.nspname, o.oprname)
+      FROM pg_index i
+      JOIN pg_opclass oc ON oc.oid = i.indclass[0]
+      JOIN pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amoppurpose = 'o'
+      JOIN pg_operator o ON o.oid = ao.amopopr
+      JOIN pg_namespace n ON n.oid = o.oprnamespace
      WHERE i.indexrelid = idx
+     ORDER BY ao.amopstrategy
+     LIMIT 1
 $$;
 
 -- Sample `n` probe vectors of a partition once (returns how many are stored). Reads rows:
@@ -676,6 +695,7 @@ GRANT EXECUTE ON FUNCTION
     ruvector.cron_set_active(integer, bigint, boolean),
     ruvector.cron_cancel_runs(integer, bigint),
     ruvector.reindex_statement(integer, regclass),
+    ruvector.vacuum_statement(integer, regclass),
     ruvector.ivfflat_build_statement(integer, regclass, integer, text),
     ruvector.index_restore_statement(integer, regclass, text, text, text),
     ruvector.drop_leftover_index(integer, regclass, interval),
