@@ -85,7 +85,8 @@ async def test_reindex_compacts_the_fragmented_index_and_reports_recall(
         assert await _invalid(conn) == []
         assert (
             await conn.fetchval(
-                "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'public.items_p1'::regclass"
+                "SELECT n_dead_tup FROM pg_stat_user_tables "
+                "WHERE relid = 'public.items_p1'::regclass"
             )
             == 0
         )  # vacuum_first
@@ -116,7 +117,7 @@ async def test_no_reindex_while_another_build_runs_nor_of_a_resting_index(
 
             tg.start_soon(build)
             pid = await until(conn, "SELECT pid FROM pg_stat_progress_create_index", limit=30)
-            with pytest.raises(CannotAct, match="another index build runs on public.items_p1"):
+            with pytest.raises(CannotAct, match=r"another index build runs on public\.items_p1"):
                 await strategy.plan(context(db, config, cid, _problem(), SPEC))
             await conn.execute("SELECT pg_cancel_backend($1)", pid)
         await holder.close()
