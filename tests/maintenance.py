@@ -66,7 +66,7 @@ class Blocked:
 
 @asynccontextmanager
 async def vacuum_full_blocking_writers(
-    dsn: str, partition: str, *, writers: int = 2
+    dsn: str, partition: str, *, writers: int = 2, table: str = "public.items"
 ) -> AsyncIterator[Blocked]:
     """The fault: someone runs VACUUM FULL on a partition while a long read is open; the
     VACUUM waits for its ACCESS EXCLUSIVE lock and every writer queues behind it."""
@@ -103,7 +103,8 @@ async def vacuum_full_blocking_writers(
                 tg.start_soon(
                     run,
                     w,
-                    f"INSERT INTO {partition} (shard, embedding) VALUES ($1, $2::text::{vtype})",
+                    # through the parent: before PostgreSQL 17 a partition has no identity
+                    f"INSERT INTO {table} (shard, embedding) VALUES ($1, $2::text::{vtype})",
                     shard,
                     sample,
                 )

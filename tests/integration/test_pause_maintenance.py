@@ -108,7 +108,7 @@ async def test_pause_cancels_when_allowed_and_rollback_restores_exactly(
                 "AND wait_event_type = 'Lock'",
                 f2.writer_pids,
             )
-            assert [type(e).__name__ for e in f2.errors] == ["QueryCanceledError"]
+            assert [type(e).__name__ for e in f2.errors] == ["QueryCanceledError"], f2.errors
             assert await reloption(conn, P2) == "false"
             assert await reloption(conn, P3) == "false"
             # the application job waits between batches while the pause holds

@@ -20,7 +20,7 @@ from ruvectord.healing.journal import recover
 from ruvectord.healing.maintenance import CannotAct
 from ruvectord.healing.problems import CentroidSkew
 from ruvectord.healing.strategies import builtin_registry
-from ruvectord.healing.strategies.rebuild_centroids import RebuildCentroids, lists_for
+from ruvectord.healing.strategies.rebuild_centroids import RebuildCentroids
 from ruvectord.integrity.hysteresis import State
 from ruvectord.postgres.actions import HealingStore
 from ruvectord.postgres.pool import Database
@@ -78,14 +78,6 @@ async def _setup(db: Database, dsn: str, state_dir: Path, conn: asyncpg.Connecti
     cid = (await Store(db).sync_collections(config))["items"]
     await skewed(conn, cid)
     return config, cid
-
-
-def test_lists_follow_pgvector_guidance() -> None:
-    assert lists_for(0) == 1
-    assert lists_for(8000) == 8
-    assert lists_for(1_000_000) == 1000
-    assert lists_for(4_000_000) == 2000  # sqrt above a million rows
-    assert lists_for(10**12) == 32768
 
 
 async def test_rebuild_swaps_in_recomputed_lists_and_rollback_restores_exactly(

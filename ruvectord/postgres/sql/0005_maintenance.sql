@@ -126,6 +126,10 @@ BEGIN
         RETURN 'refused: the worker is not vacuuming a table right now';
     END IF;
     PERFORM ruvector.collection_relation(cancel_autovacuum.collection_id, w.relid::regclass);
+    IF w.query IS NULL THEN  -- hidden without pg_read_all_stats: never guess, refuse
+        RETURN 'refused: cannot see whether it is an anti-wraparound vacuum (ruvector_owner '
+               'needs pg_read_all_stats: roles.sql -v maintenance=on)';
+    END IF;
     IF w.query LIKE '%(to prevent wraparound)%' THEN
         RETURN format('refused: %s is an anti-wraparound vacuum of %s', w.pid, w.relid::regclass);
     END IF;
@@ -160,7 +164,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 'gone';
     END IF;
-    IF q !~* '^\s*(vacuum|reindex|create\s+(unique\s+)?index|cluster)\M' THEN
+    IF q IS NULL OR q !~* '^\s*(vacuum|reindex|create\s+(unique\s+)?index|cluster)\M' THEN
         RETURN 'refused: not a VACUUM, REINDEX, CREATE INDEX or CLUSTER statement';
     END IF;
     FOR rel IN SELECT l.relation FROM pg_locks l
