@@ -23,9 +23,10 @@
 --   index_builds=on the daemon's role may act as the tables' owner (CREATE INDEX
 --                   CONCURRENTLY for rebuild_centroids; REINDEX before PostgreSQL 17). This
 --                   gives up "the daemon owns nothing" for those tables: read the README.
---   cron=on         ruvector_owner may pause and resume pg_cron jobs of this database
---                   (alter_job on others' jobs: a policy on cron.job and UPDATE (active)
---                   only) and see their runs. Run it in pg_cron's database.
+--   cron=on         ruvector_owner may pause and resume pg_cron jobs of this database (a
+--                   row-level policy on cron.job and UPDATE of its `active` column only:
+--                   cron.alter_job lets a non-superuser alter its own jobs alone) and see
+--                   their runs. Run it in pg_cron's database (cron.database_name).
 -- Safe to run again; it also takes back what older versions granted the daemon.
 --
 -- The model: everything ruvectord creates belongs to ruvector_owner, which nobody logs in
@@ -116,10 +117,7 @@ SELECT DISTINCT CASE WHEN r.rolsuper
 \endif
 \if :{?cron}
 GRANT USAGE ON SCHEMA cron TO ruvector_owner;
-GRANT EXECUTE ON FUNCTION cron.alter_job(bigint, text, text, text, text, boolean)
-    TO ruvector_owner;
--- pg_cron lets a non-superuser alter only the jobs row-level security shows it: ruvector_owner
--- may see every job and run of this database, and change one column, `active`
+-- ruvector_owner may see every job and run of this database, and change one column, `active`
 GRANT UPDATE (active) ON cron.job TO ruvector_owner;
 SELECT 'CREATE POLICY ruvector_owner_reads ON cron.job FOR SELECT TO ruvector_owner '
        'USING (database = current_database())'

@@ -235,8 +235,11 @@ END
 $$;
 
 -- Pause (false) or resume (true) one pg_cron job of the collection; returns whether it was
--- active before. Only through cron.alter_job, which pg_cron allows for the job's owner (or,
--- with the policy and column grant roles.sql adds, for ruvector_owner).
+-- active before. cron.alter_job would not do: pg_cron lets a non-superuser alter only jobs
+-- whose username is its own. So this updates the one column directly, which is what
+-- alter_job does too (cron.job's trigger tells the scheduler): ruvector_owner holds
+-- UPDATE (active) on cron.job and a row-level policy for this database's jobs, nothing more
+-- (roles.sql -v cron=on), so it can never change a job's command, schedule or user.
 CREATE FUNCTION ruvector.cron_set_active(collection_id integer, job_id bigint, active boolean)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -245,6 +248,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     was boolean;
+    n integer;
 BEGIN
     IF active IS NULL THEN
         RAISE EXCEPTION 'active must be true or false' USING ERRCODE = 'null_value_not_allowed';
@@ -255,8 +259,14 @@ BEGIN
         RAISE EXCEPTION 'pg_cron job % does not touch collection %', job_id, collection_id
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    EXECUTE 'SELECT cron.alter_job(job_id := $1, active := $2)'
+    EXECUTE 'UPDATE cron.job SET active = $2 WHERE jobid = $1 AND database = current_database()'
         USING cron_set_active.job_id, cron_set_active.active;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n <> 1 THEN
+        RAISE EXCEPTION 'pg_cron job % cannot be changed by ruvector_owner', job_id
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'psql -v cron=on -f deploy/sql/roles.sql in pg_cron''s database';
+    END IF;
     RETURN was;
 END
 $$;
