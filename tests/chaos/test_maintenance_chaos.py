@@ -36,18 +36,20 @@ async def test_sigkill_mid_pause_leaves_no_autovacuum_disabled(dsn: str, tmp_pat
             classifier={"contention_dependencies": 0},
             strategies={"pause_maintenance": {"cancel_manual_sessions": True}},
         )
-        async with vacuum_full_blocking_writers(dsn, "public.items_p2", writers=3):
-            async with daemon(cfg, dsn, log) as proc:
-                action = await _until(
-                    conn,
-                    "SELECT id FROM ruvector.healing_actions WHERE status = 'verifying' "
-                    "AND strategy_name = 'pause_maintenance'",
-                    60,
-                )
-                assert await reloption(conn, "public.items_p2") == "false"
-                proc.send_signal(signal.SIGKILL)
-                with anyio.fail_after(10):
-                    assert await proc.wait() == -signal.SIGKILL
+        async with (
+            vacuum_full_blocking_writers(dsn, "public.items_p2", writers=3),
+            daemon(cfg, dsn, log) as proc,
+        ):
+            action = await _until(
+                conn,
+                "SELECT id FROM ruvector.healing_actions WHERE status = 'verifying' "
+                "AND strategy_name = 'pause_maintenance'",
+                60,
+            )
+            assert await reloption(conn, "public.items_p2") == "false"
+            proc.send_signal(signal.SIGKILL)
+            with anyio.fail_after(10):
+                assert await proc.wait() == -signal.SIGKILL
         # the crash left autovacuum disabled: a reloption cannot lapse by itself
         assert await reloption(conn, "public.items_p2") == "false"
         async with daemon(cfg, dsn, log):
