@@ -92,6 +92,32 @@ async def test_reindex_compacts_the_fragmented_index_and_reports_recall(
         )  # vacuum_first
 
 
+async def test_a_recall_below_the_floor_is_flagged_not_undone(
+    db: Database, dsn: str, state_dir: Path
+) -> None:
+    async with collection(dsn, SPEC) as conn:
+        _, cid = await _setup(db, dsn, state_dir, conn)
+        # an HNSW search that looks at a single candidate cannot find the 10 nearest
+        config = make_config(
+            dsn,
+            state_dir,
+            SPEC,
+            healing={
+                "strategies": {
+                    "recall_canary": {"hnsw_ef_search": 1},
+                    "compact_indexes": {"recall_floor": 0.99},
+                }
+            },
+        )
+        strategy = CompactIndexes()
+        ctx = context(db, config, cid, _problem(), SPEC)
+        ctx.rollback_data = await strategy.plan(ctx)
+        result = await strategy.execute(ctx)
+        assert result.success  # compacted, and it stays compacted
+        assert "after compaction, below the floor 0.99" in result.metadata["alert"]
+        assert result.metadata["compacted"][0]["recall_after"] < 0.99
+
+
 async def test_no_reindex_while_another_build_runs_nor_of_a_resting_index(
     db: Database, dsn: str, state_dir: Path
 ) -> None:

@@ -53,7 +53,7 @@ class FakeStrategy:
     lift_on_recovery: bool = True
     leased: bool = False
     lease_holds: bool = True
-    behaviour: str = "ok"  # ok | raise | hang | refuse
+    behaviour: str = "ok"  # ok | raise | hang | refuse | alert
     rollback_fails: bool = False
     calls: list[str] = field(default_factory=list)
     executing: anyio.Event = field(default_factory=anyio.Event)
@@ -71,6 +71,10 @@ class FakeStrategy:
             await anyio.sleep_forever()
         if self.behaviour == "refuse":
             return RemediationResult.failed("nothing to do")
+        if self.behaviour == "alert":
+            return RemediationResult(
+                True, 1, 0.0, {"decision": "left p9 alone", "alert": "recall 0.5 < 0.9"}
+            )
         return RemediationResult(True, 1, 0.0, {"did": "something"})
 
     async def rollback(self, ctx: RemediationContext) -> None:
@@ -465,3 +469,15 @@ async def test_learning_disabled_freezes_the_weights(rig_factory: Any) -> None:
     assert await rig.db.fetchval("SELECT weight FROM ruvector.strategy_weights") == 0.3
     assert rig.engine.registry.weights == {"fake_fix": 0.3}
     assert await rig.db.fetchval("SELECT count(*) FROM ruvector.healing_outcomes") == 1
+
+
+async def test_what_a_strategy_left_alone_is_said_and_an_alert_is_signed(
+    rig_factory: Any,
+) -> None:
+    rig: Rig = await rig_factory(FakeStrategy(behaviour="alert"))
+    said = await rig.heal()
+    assert said is not None and said.endswith(
+        f"fake_fix (action 1) verified: lambda {rig.cycle().lambda_cut:.3f} -> 0.900; left p9 alone"
+    )
+    assert [a.get("event_type", "audit") for a in rig.audits] == ["audit", "alert"]
+    assert rig.audits[-1]["error"] == "recall 0.5 < 0.9"

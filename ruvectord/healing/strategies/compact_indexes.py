@@ -235,6 +235,7 @@ class CompactIndexes:
         if alerts:
             metadata["alert"] = "; ".join(alerts)
         if not done:
+            metadata["decision"] = ""  # the error says it all
             return RemediationResult(
                 False, 0, 0.0, metadata, "no index compacted: " + "; ".join(notes)
             )

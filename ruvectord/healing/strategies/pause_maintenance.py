@@ -303,6 +303,7 @@ class PauseMaintenance:
             "max_pause_seconds": data["max_pause_seconds"],
         }
         if not done:
+            metadata["decision"] = ""  # the error says it all
             return RemediationResult(
                 False, 0, 0.0, metadata, "nothing could be paused: " + "; ".join(notes)
             )

@@ -265,6 +265,7 @@ class RebuildCentroids:
             "decision": "; ".join(notes),
         }
         if not done:
+            metadata["decision"] = ""  # the error says it all
             return RemediationResult(
                 False, 0, 0.0, metadata, "no index rebuilt: " + "; ".join(notes)
             )
