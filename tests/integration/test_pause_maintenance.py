@@ -55,7 +55,7 @@ async def test_a_persons_vacuum_is_left_alone_by_default_and_the_line_says_so(
             # the VACUUM FULL still runs; its pending ACCESS EXCLUSIVE lock also keeps the
             # reloption change out (lock_timeout), so nothing could be paused
             assert not result.success
-            line = str(result.metadata["decision"])
+            line = str(result.error)
             assert f"manual VACUUM (pid {fault.vacuum_pid}) left alone: never cancel" in line
             assert f"autovacuum not paused on {P2}" in line and "lock timeout" in line
             assert await conn.fetchval(

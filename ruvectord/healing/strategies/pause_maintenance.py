@@ -86,10 +86,15 @@ WITH RECURSIVE tree(relid) AS (
 SELECT format('%I.%I', n.nspname, c.relname) AS name,
        (SELECT option_value FROM pg_options_to_table(c.reloptions)
          WHERE option_name = 'autovacuum_enabled') AS autovacuum_enabled,
-       greatest(age(c.relfrozenxid)::float8
-                    / current_setting('autovacuum_freeze_max_age')::float8,
-                mxid_age(c.relminmxid)::float8
-                    / current_setting('autovacuum_multixact_freeze_max_age')::float8)
+       -- as ruvector.freeze_age_share: the table's own freeze max ages where it sets them
+       greatest(age(c.relfrozenxid)::float8 / coalesce(
+                    (SELECT option_value::float8 FROM pg_options_to_table(c.reloptions)
+                      WHERE option_name = 'autovacuum_freeze_max_age'),
+                    current_setting('autovacuum_freeze_max_age')::float8),
+                mxid_age(c.relminmxid)::float8 / coalesce(
+                    (SELECT option_value::float8 FROM pg_options_to_table(c.reloptions)
+                      WHERE option_name = 'autovacuum_multixact_freeze_max_age'),
+                    current_setting('autovacuum_multixact_freeze_max_age')::float8))
            AS freeze_share,
        array_agg(DISTINCT t.pid ORDER BY t.pid) AS pids,
        coalesce(s.n_live_tup, 0) + coalesce(s.n_dead_tup, 0) AS tuples
