@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from ruvectord.daemon import audit_writer
@@ -210,9 +211,15 @@ async def test_vacuum_full_blocking_writers_is_healed_end_to_end(
             monitor = h.monitor("items", healer=engine)
             await monitor.cycle()
             async with vacuum_full_blocking_writers(dsn, P2, writers=3):
-                h.clock.advance(1)
-                cycle = await monitor.cycle()
-                line = h.runtime.decisions["items"]
+                # a sensor that grades a blocker by how long its writers have waited (by
+                # PostgreSQL's own waitstart clock, not ours) needs the wait to last a moment
+                for _ in range(40):
+                    h.clock.advance(1)
+                    cycle = await monitor.cycle()
+                    line = h.runtime.decisions["items"]
+                    if "pause_maintenance (action" in line:
+                        break
+                    await anyio.sleep(0.25)
                 assert cycle.state is State.STRESS, line
                 assert "blocking" in line, line
                 assert "pause_maintenance (action 1) verified" in line, line
