@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -270,6 +271,93 @@ class ThrottleConfig(_Section):
     install_trigger: bool = True
 
 
+def _windows(value: tuple[str, ...]) -> tuple[str, ...]:
+    from ruvectord.healing.windows import WindowError, parse  # pure, no config import
+
+    for text in value:
+        try:
+            parse(text)
+        except WindowError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+Interval = Annotated[float, Field(ge=0, le=30 * DAY)]
+TargetCap = Annotated[int, Field(ge=1, le=1000)]
+Headroom = Annotated[float, Field(ge=1.0, le=100.0)]
+
+
+Windows = Annotated[tuple[str, ...], AfterValidator(_windows)]
+
+
+class PauseMaintenanceConfig(_Section):
+    enabled: bool = True
+    # e.g. ["Sat 01:00-05:00 Europe/Berlin"]; empty: any time. Outside them it is not chosen.
+    windows: Windows = ()
+    min_interval_per_target_seconds: Interval = 0.0
+    max_targets_per_action: TargetCap = 8  # partitions and jobs paused per action, each
+    max_pause_seconds: Annotated[float, Field(ge=1, le=DAY)] = 1800.0
+    cancel_autovacuum: bool = True  # cancel a running (non-wraparound) autovacuum worker
+    cancel_manual_sessions: bool = False  # a person's VACUUM / REINDEX / CREATE INDEX / CLUSTER
+    pause_cron_jobs: bool = True
+    drain_seconds: Annotated[float, Field(ge=0, le=600)] = 10.0  # an app job's current batch
+
+
+class CompactIndexesConfig(_Section):
+    enabled: bool = True
+    # e.g. ["Sat 01:00-05:00 Europe/Berlin"]; empty: any time. Outside them it is not chosen.
+    windows: Windows = ()
+    min_interval_per_target_seconds: Interval = 6 * 3600.0
+    max_targets_per_action: TargetCap = 2  # indexes per action
+    time_budget_seconds: Annotated[float, Field(ge=1, le=DAY)] = 1800.0
+    disk_headroom_factor: Headroom = 2.0  # free disk must be this many times the index size
+    # when the daemon is not on the database host it cannot see free disk: the database may
+    # grow to this many bytes (0: unknown, and the strategy will not act off-host)
+    disk_budget_bytes: Annotated[int, Field(ge=0, le=2**60)] = 0
+    recall_floor: Fraction = 0.9  # below: flagged and alerted (a reindex is not undone)
+    vacuum_first: bool = True  # a plain VACUUM of the partition before its REINDEX
+
+
+class RebuildCentroidsConfig(_Section):
+    enabled: bool = True
+    # e.g. ["Sat 01:00-05:00 Europe/Berlin"]; empty: any time. Outside them it is not chosen.
+    windows: Windows = ()
+    min_interval_per_target_seconds: Interval = 24 * 3600.0
+    max_targets_per_action: TargetCap = 1  # IVFFlat indexes per action
+    time_budget_seconds: Annotated[float, Field(ge=1, le=DAY)] = 3600.0
+    disk_headroom_factor: Headroom = 2.0
+    disk_budget_bytes: Annotated[int, Field(ge=0, le=2**60)] = 0
+    recall_floor: Fraction = 0.9  # below: the new index is dropped, the old one kept
+    swap_lock_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+
+
+class RecallCanaryConfig(_Section):
+    """Exact top-k by sequential scan vs the index's top-k over a fixed probe set."""
+
+    probes: Annotated[int, Field(ge=1, le=1000)] = 20  # probe vectors per partition
+    k: Annotated[int, Field(ge=1, le=1000)] = 10
+    ivfflat_probes: Annotated[int, Field(ge=0, le=32768)] = 0  # 0: the server's setting
+    hnsw_ef_search: Annotated[int, Field(ge=0, le=1000)] = 0  # 0: the server's setting
+
+
+class StrategiesConfig(_Section):
+    pause_maintenance: PauseMaintenanceConfig = PauseMaintenanceConfig()
+    compact_indexes: CompactIndexesConfig = CompactIndexesConfig()
+    rebuild_centroids: RebuildCentroidsConfig = RebuildCentroidsConfig()
+    recall_canary: RecallCanaryConfig = RecallCanaryConfig()
+
+    def limits(
+        self, name: str
+    ) -> PauseMaintenanceConfig | CompactIndexesConfig | RebuildCentroidsConfig | None:
+        """The windows and per-target limits of a strategy (None: it has none)."""
+        found = getattr(self, name, None)
+        if isinstance(
+            found, PauseMaintenanceConfig | CompactIndexesConfig | RebuildCentroidsConfig
+        ):
+            return found
+        return None
+
+
 class HealingConfig(_Section):
     enabled: bool = True
     min_healing_interval_seconds: Annotated[float, Field(ge=0, le=WEEK)] = 300.0
@@ -288,6 +376,7 @@ class HealingConfig(_Section):
     lease_samples: Annotated[int, Field(ge=1, le=100)] = 3
     classifier: ClassifierConfig = ClassifierConfig()
     throttle: ThrottleConfig = ThrottleConfig()
+    strategies: StrategiesConfig = StrategiesConfig()
 
 
 class KubernetesConfig(_Section):

@@ -14,6 +14,23 @@
 --             which returns counts only) rather than fed by the application
 --             (ruvector.centroid_stats); this lets ruvector_owner -- nobody logs in as it --
 --             execute pg_read_binary_file
+-- The maintenance strategies (README, "Maintenance strategies"); each is opt-in, and without
+-- it the strategy says which of these it lacks instead of acting:
+--   maintenance=on  ruvector_owner may act as the owner of the `tables` (pause autovacuum,
+--                   drop an invalid or swapped-out index, rename the rebuilt one) and see
+--                   and cancel other sessions (pg_monitor, pg_signal_backend, and on 18
+--                   pg_signal_autovacuum_worker). Tables owned by a superuser are refused.
+--   canary=on       ruvector_owner may read the `tables` (the recall canary samples 20
+--                   probe vectors per partition and runs exact and index searches).
+--   indexes=on      the daemon's role may VACUUM and REINDEX CONCURRENTLY the `tables`
+--                   (compact_indexes): MAINTAIN, PostgreSQL 17 and later only.
+--   index_builds=on the daemon's role may act as the tables' owner (CREATE INDEX
+--                   CONCURRENTLY for rebuild_centroids; REINDEX before PostgreSQL 17). This
+--                   gives up "the daemon owns nothing" for those tables: read the README.
+--   cron=on         ruvector_owner may pause and resume pg_cron jobs of this database (a
+--                   row-level policy on cron.job and UPDATE of its `active` column only:
+--                   cron.alter_job lets a non-superuser alter its own jobs alone) and see
+--                   their runs. Run it in pg_cron's database (cron.database_name).
 -- Safe to run again; it also takes back what older versions granted the daemon.
 --
 -- The model: everything ruvectord creates belongs to ruvector_owner, which nobody logs in
@@ -64,7 +81,69 @@ GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, b
     TO ruvector_owner;
 \endif
 
--- 3. People and tools.
+-- 3. Maintenance (opt-in, see the top). Concurrent index builds cannot run inside a
+--    function, so those two grants go to the daemon's role itself; everything else goes to
+--    ruvector_owner, reachable only through the narrow functions of migration 0006.
+\if :{?maintenance}
+SELECT CASE WHEN r.rolsuper
+            THEN format('DO $x$ BEGIN RAISE EXCEPTION %L; END $x$',
+                        format('%s belongs to the superuser %s: give it an ordinary owner '
+                               'role first (ALTER TABLE ... OWNER TO ...)', c.oid::regclass,
+                               r.rolname))
+            ELSE format('GRANT %I TO ruvector_owner', r.rolname) END
+  FROM unnest(string_to_array(:'tables', ',')) AS t,
+       pg_partition_tree(btrim(t)::regclass) AS p
+  JOIN pg_class c ON c.oid = p.relid JOIN pg_roles r ON r.oid = c.relowner
+ GROUP BY r.rolname, r.rolsuper, c.oid
+ ORDER BY r.rolsuper DESC \gexec
+GRANT pg_monitor, pg_signal_backend TO ruvector_owner;
+SELECT 'GRANT pg_signal_autovacuum_worker TO ruvector_owner'
+ WHERE to_regrole('pg_signal_autovacuum_worker') IS NOT NULL \gexec
+\endif
+\if :{?canary}
+SELECT format('GRANT SELECT ON TABLE %s TO ruvector_owner', p.relid::regclass)
+  FROM unnest(string_to_array(:'tables', ',')) AS t,
+       pg_partition_tree(btrim(t)::regclass) AS p \gexec
+\endif
+\if :{?indexes}
+SELECT CASE WHEN current_setting('server_version_num')::int >= 170000
+            THEN format('GRANT MAINTAIN ON TABLE %s TO %I', p.relid::regclass, :'daemon')
+            ELSE 'DO $x$ BEGIN RAISE EXCEPTION ''PostgreSQL before 17 has no MAINTAIN '
+                 'privilege: REINDEX needs the table owner (-v index_builds=on, see the '
+                 'README)''; END $x$' END
+  FROM unnest(string_to_array(:'tables', ',')) AS t,
+       pg_partition_tree(btrim(t)::regclass) AS p \gexec
+\endif
+\if :{?index_builds}
+SELECT DISTINCT CASE WHEN r.rolsuper
+            THEN format('DO $x$ BEGIN RAISE EXCEPTION %L; END $x$',
+                        format('%s belongs to a superuser: never make the daemon one',
+                               c.oid::regclass))
+            ELSE format('GRANT %I TO %I', r.rolname, :'daemon') END
+  FROM unnest(string_to_array(:'tables', ',')) AS t,
+       pg_partition_tree(btrim(t)::regclass) AS p
+  JOIN pg_class c ON c.oid = p.relid JOIN pg_roles r ON r.oid = c.relowner \gexec
+\endif
+\if :{?cron}
+GRANT USAGE ON SCHEMA cron TO ruvector_owner;
+-- ruvector_owner may see every job and run of this database, and change one column, `active`
+GRANT UPDATE (active) ON cron.job TO ruvector_owner;
+SELECT 'CREATE POLICY ruvector_owner_reads ON cron.job FOR SELECT TO ruvector_owner '
+       'USING (database = current_database())'
+ WHERE NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = 'cron'
+                     AND tablename = 'job' AND policyname = 'ruvector_owner_reads') \gexec
+SELECT 'CREATE POLICY ruvector_owner_pauses ON cron.job FOR UPDATE TO ruvector_owner '
+       'USING (database = current_database()) WITH CHECK (database = current_database())'
+ WHERE NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = 'cron'
+                     AND tablename = 'job' AND policyname = 'ruvector_owner_pauses') \gexec
+SELECT 'CREATE POLICY ruvector_owner_reads_runs ON cron.job_run_details FOR SELECT '
+       'TO ruvector_owner USING (database = current_database())'
+ WHERE NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = 'cron'
+                     AND tablename = 'job_run_details'
+                     AND policyname = 'ruvector_owner_reads_runs') \gexec
+\endif
+
+-- 4. People and tools.
 \if :{?operators}
 SELECT format('GRANT ruvector_operator TO %I', btrim(r))
   FROM unnest(string_to_array(:'operators', ',')) AS r \gexec

@@ -21,7 +21,15 @@ from ruvectord.config import Config, HealingConfig
 from ruvectord.healing.executor import Actor, Executor, Measure
 from ruvectord.healing.holds import Holds
 from ruvectord.healing.journal import Audit, Control, HealingJournal, PastRow
-from ruvectord.healing.policy import History, Past, held_off, judge
+from ruvectord.healing.policy import (
+    History,
+    Past,
+    Touched,
+    held_off,
+    judge,
+    limits,
+    longest_interval,
+)
 from ruvectord.healing.problems import classify
 from ruvectord.healing.strategy import Sql, StrategyRegistry
 from ruvectord.integrity.monitor import Cycle
@@ -198,8 +206,13 @@ class RemediationEngine:
                 reason=verdict.blocked,
             )
             return f"{problem.describe()}; {verdict.blocked}"
+        bounds = limits(history, cfg.strategies, self.clock.now())
         selection = self.registry.select(
-            problem, cfg.max_auto_heal_impact, held_off(history, cfg), collection=name
+            problem,
+            cfg.max_auto_heal_impact,
+            held_off(history, cfg),
+            collection=name,
+            limits=bounds,
         )
         if selection.strategy is None:
             log.warning(
@@ -216,7 +229,9 @@ class RemediationEngine:
             problem=problem.kind.value,
             why=selection.reason,
         )
-        outcome = await self.executor.run(strategy, problem, cycle, monitor)
+        # the strategy leaves alone the targets it acted on too recently (its plan reads this)
+        params = {"resting_targets": bounds.resting_for(strategy.name)}
+        outcome = await self.executor.run(strategy, problem, cycle, monitor, params=params)
         return f"{problem.describe()}; {outcome.describe()}"
 
     async def history(self, cycle: Cycle) -> History:
@@ -233,4 +248,12 @@ class RemediationEngine:
                 self.clock.now() - timedelta(seconds=cfg.attempt_window_seconds)
             )
             episode = tuple(await self.journal.lambdas_since(cid, start, cfg.ineffective_after))
-        return History(past, episode)
+        touched: tuple[Touched, ...] = ()
+        longest = longest_interval(cfg.strategies)
+        if longest > 0:
+            now = self.clock.now()
+            found = await self.journal.touched_since(cid, now - timedelta(seconds=longest))
+            touched = tuple(
+                Touched(r.strategy, r.target, max(0.0, (now - r.at).total_seconds())) for r in found
+            )
+        return History(past, episode, touched)

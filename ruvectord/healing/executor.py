@@ -32,7 +32,13 @@ from ruvectord.healing.journal import (
 )
 from ruvectord.healing.learning import effectiveness, strategy_weights
 from ruvectord.healing.problems import Problem
-from ruvectord.healing.strategy import RemediationContext, RemediationResult, Sql, Strategy
+from ruvectord.healing.strategy import (
+    Cleans,
+    RemediationContext,
+    RemediationResult,
+    Sql,
+    Strategy,
+)
 from ruvectord.integrity.monitor import Cycle
 from ruvectord.logs import get_logger
 from ruvectord.metrics import Metrics
@@ -79,6 +85,12 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
+        text = self._describe()
+        # what the strategy itself said (what it left alone, and why) belongs in the line too
+        note = self.extra.get("note")
+        return f"{text}; {note}" if note else text
+
+    def _describe(self) -> str:
         head = self.strategy + (f" (action {self.action_id})" if self.action_id else "")
         if self.status in ("rollback_failed", "skipped"):
             return f"{head} {self.status}: {self.error}"
@@ -241,10 +253,12 @@ class Executor:
         monitor: Measure,
         *,
         approved: int | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Outcome:
         cfg = self.settings
         name = cycle.collection.name
         ctx = self.context(strategy, problem, cycle)
+        ctx.params.update(params or {})
         started_at = self.clock.now()
         try:
             ctx.rollback_data = await strategy.plan(ctx)
@@ -297,6 +311,8 @@ class Executor:
         try:
             with lost:
                 a.result = await self._execute(a)
+                if a.result.metadata.get("decision"):
+                    a.outcome.extra["note"] = str(a.result.metadata["decision"])
                 if a.result.success:
                     await self.journal.update_action(
                         action_id, "verifying", result=_jsonable(a.result.metadata)
@@ -396,6 +412,15 @@ class Executor:
             except Exception as exc:
                 status = "rollback_failed"
                 error = outcome.error = f"{why}; rollback failed: {type(exc).__name__}: {exc}"
+        elif isinstance(a.strategy, Cleans):
+            # not undone, but what an interrupted run left behind is cleared away
+            try:
+                with anyio.fail_after(max(10.0, a.strategy.estimated_duration)):
+                    cleaned = await a.strategy.cleanup(a.ctx)
+            except Exception as exc:
+                cleaned = f"cleanup failed: {type(exc).__name__}: {exc}"
+            if cleaned:
+                error = outcome.error = f"{why}; {cleaned}"
         outcome.status = status
         await self.journal.update_action(
             action_id,
@@ -440,6 +465,19 @@ class Executor:
             final_lambda=a.outcome.final_lambda,
             verified=a.outcome.verified,
         )
+        alert = a.result.metadata.get("alert")
+        if alert:
+            # something a human must look at although the action stands (a recall canary
+            # below its floor after an irreversible reindex): a signed alert, and the log
+            a.log.error("healing_alert", msg=str(alert))
+            await self.audit(
+                action_id=a.outcome.action_id,
+                status=a.outcome.status,
+                strategy=a.strategy.name,
+                collection=name,
+                error=str(alert),
+                event_type="alert",
+            )
         since = now - timedelta(days=cfg.learning_window_days)
         if cfg.learning_enabled:
             stats = strategy_weights(await self.journal.outcomes_since(since))

@@ -19,7 +19,7 @@ import anyio
 from ruvectord.config import HealingConfig
 from ruvectord.healing.learning import OutcomeRow
 from ruvectord.healing.problems import problem_from_json
-from ruvectord.healing.strategy import RemediationContext, Sql, StrategyRegistry
+from ruvectord.healing.strategy import Cleans, RemediationContext, Sql, StrategyRegistry
 from ruvectord.integrity.hysteresis import State
 from ruvectord.logs import get_logger
 
@@ -104,6 +104,15 @@ class PastRow:
 
 
 @dataclass(frozen=True)
+class TouchedRow:
+    """A target an action names (`targets` in its result, or else in its rollback data)."""
+
+    strategy: str
+    target: str
+    at: datetime  # when that action started
+
+
+@dataclass(frozen=True)
 class Control:
     """Healing on or off for the whole database (`ruvectord pause`), and who said so."""
 
@@ -143,6 +152,10 @@ class HealingJournal(Protocol):
 
     async def history(self, collection_id: int, limit: int) -> list[PastRow]:
         """The collection's latest attempts and rejections (newest first)."""
+        ...
+
+    async def touched_since(self, collection_id: int, since: datetime) -> list[TouchedRow]:
+        """Targets the collection's actions acted on since then (per-target limits)."""
         ...
 
     async def lambdas_since(
@@ -277,7 +290,18 @@ async def _recover_one(
     was = f"interrupted while {row.status} (the daemon that ran it stopped)"
     strategy = registry.get(row.strategy_name)
     if not row.reversible:
-        return "interrupted", f"{was}; not reversible, left as it was"
+        left = f"{was}; not reversible, left as it was"
+        cleans: object = strategy
+        if isinstance(cleans, Cleans):
+            # what the interrupted run left behind (an invalid index) is cleared away
+            try:
+                with anyio.fail_after(120.0):
+                    cleaned = await cleans.cleanup(context_for(row, sql, settings))
+            except Exception as exc:
+                cleaned = f"cleanup failed: {type(exc).__name__}: {exc}"
+            if cleaned:
+                left += f"; {cleaned}"
+        return "interrupted", left
     if strategy is None:
         return "rollback_failed", f"{was}; strategy {row.strategy_name!r} is not registered here"
     ctx = context_for(row, sql, settings)

@@ -32,6 +32,23 @@ class Sql(Protocol):
     async def execute(self, sql: str, *args: Any, idempotent: bool = False) -> str: ...
 
 
+class Session(Sql, Protocol):
+    """A dedicated database session: top-level statements (REINDEX / CREATE INDEX
+    CONCURRENTLY cannot run in a function or a transaction block) and session locks."""
+
+    @property
+    def pid(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Sessions(Protocol):
+    """An `Sql` that can also open dedicated sessions (the daemon's Database can)."""
+
+    async def open_session(self, settings: Mapping[str, str]) -> Session: ...
+
+
 @dataclass
 class RemediationContext:
     collection: str
@@ -108,10 +125,37 @@ class Strategy(Protocol):
 
 
 @runtime_checkable
+class Cleans(Protocol):
+    """An irreversible strategy that can still clear away what an interrupted run left
+    (compact_indexes: the invalid *_ccnew index of a cancelled REINDEX CONCURRENTLY). Called
+    after a failed or interrupted action, and by crash recovery; returns what it did."""
+
+    async def cleanup(self, ctx: RemediationContext) -> str: ...
+
+
+@runtime_checkable
 class Scoped(Protocol):
     """A strategy that applies only to some collections (scale_replicas: those with a target)."""
 
     def applies_to(self, collection: str) -> bool: ...
+
+
+@runtime_checkable
+class Targeted(Protocol):
+    """A strategy whose targets (index or partition names) follow from the problem alone, so
+    selection can skip it when every one of them is resting (min interval per target)."""
+
+    def targets(self, problem: Problem) -> tuple[str, ...]: ...
+
+
+class Limited(Protocol):
+    """Per-strategy limits at this instant (healing.policy.Limits)."""
+
+    @property
+    def closed(self) -> Mapping[str, str]: ...
+
+    @property
+    def resting(self) -> Mapping[str, Mapping[str, float]]: ...
 
 
 @dataclass(frozen=True)
@@ -156,11 +200,14 @@ class StrategyRegistry:
         held_off: Mapping[str, float] | None = None,
         *,
         collection: str | None = None,
+        limits: Limited | None = None,
     ) -> Selection:
         """Among strategies for the problem's class within the impact cap, the highest learned
         weight wins (default 1.0); ties go to the lower impact, then the name. A strategy a
         human rejected recently (`held_off`: name -> seconds left) is not proposed again. With
-        a collection, strategies that do not apply to it are left out."""
+        a collection, strategies that do not apply to it are left out. With `limits`, a
+        strategy that is disabled, outside its windows, or whose every target is resting is
+        skipped, and the reason says so."""
         handling = [
             s
             for s in self._strategies.values()
@@ -181,10 +228,34 @@ class StrategyRegistry:
             waits = ", ".join(f"{s.name} for {held[s.name]:.0f} s" for s in allowed)
             return Selection(None, f"rejected by an operator, held off: {waits}")
         allowed = [s for s in allowed if s.name not in held]
+        skipped: list[str] = []
+        if limits is not None:
+            kept = []
+            for s in allowed:
+                why = limits.closed.get(s.name) or _all_resting(s, problem, limits)
+                if why:
+                    skipped.append(why)
+                else:
+                    kept.append(s)
+            if not kept:
+                return Selection(None, "; ".join(skipped))
+            allowed = kept
         allowed.sort(key=lambda s: (-self.weight(s.name), s.impact, s.name))
         best = allowed[0]
+        also = f"; skipped: {'; '.join(skipped)}" if skipped else ""
         return Selection(
             best,
-            f"{best.name} (weight {self.weight(best.name):.2f}, impact {best.impact:g})",
+            f"{best.name} (weight {self.weight(best.name):.2f}, impact {best.impact:g}){also}",
             tuple(s.name for s in allowed),
         )
+
+
+def _all_resting(strategy: Strategy, problem: Problem, limits: Limited) -> str | None:
+    if not isinstance(strategy, Targeted):
+        return None
+    targets = strategy.targets(problem)
+    resting = limits.resting.get(strategy.name, {})
+    if not targets or not all(t in resting for t in targets):
+        return None
+    waits = ", ".join(f"{t} for {resting[t]:.0f} s" for t in targets)
+    return f"{strategy.name}: every target acted on within its min interval ({waits})"

@@ -23,6 +23,7 @@ from ruvectord.healing.journal import (
     OutcomeRecord,
     PastRow,
     Request,
+    TouchedRow,
 )
 from ruvectord.healing.learning import OutcomeRow, StrategyStats
 from ruvectord.postgres.pool import Database
@@ -256,6 +257,28 @@ class HealingStore:
             limit,
         )
         return [PastRow(r["id"], r["kind"], r["strategy_name"], r["at"]) for r in rows]
+
+    async def touched_since(self, collection_id: int, since: datetime) -> list[TouchedRow]:
+        # an action names its targets in its result (what it did) or, if it never got that
+        # far (a crash, a failure), in its rollback data (what it planned): both count
+        rows = await self.db.fetch(
+            """
+            SELECT a.strategy_name, t.target, coalesce(a.started_at, a.created_at) AS at
+              FROM ruvector.healing_actions a
+             CROSS JOIN LATERAL (
+                   SELECT CASE WHEN jsonb_typeof(a.result -> 'targets') = 'array'
+                               THEN a.result -> 'targets'
+                               WHEN jsonb_typeof(a.rollback_data -> 'targets') = 'array'
+                               THEN a.rollback_data -> 'targets'
+                               ELSE '[]'::jsonb END AS targets) j
+             CROSS JOIN LATERAL jsonb_array_elements_text(j.targets) AS t(target)
+             WHERE a.collection_id = $1 AND coalesce(a.started_at, a.created_at) >= $2
+               AND a.status NOT IN ('pending_approval', 'approved', 'expired', 'rejected')
+            """,
+            collection_id,
+            since,
+        )
+        return [TouchedRow(r["strategy_name"], r["target"], r["at"]) for r in rows]
 
     async def control(self) -> Control:
         r = await self.db.fetchrow(

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
+import anyio
 import asyncpg
 from tenacity import (
     AsyncRetrying,
@@ -181,6 +182,29 @@ class Database:
 
         return await _with_retries(make, opts, what="connect")
 
+    async def open_session(self, settings: Mapping[str, str]) -> Session:
+        """A dedicated session for statements that must run at top level for a long time
+        (REINDEX / CREATE INDEX CONCURRENTLY) or hold a session lock: `settings` (e.g.
+        statement_timeout) bound it on the server, and no client-side timeout cuts it short."""
+        opts = self.options
+
+        async def make() -> asyncpg.Connection:
+            conn = await asyncpg.connect(
+                opts.dsn,
+                password=opts.password,
+                timeout=opts.connect_timeout,
+                command_timeout=None,
+                server_settings={
+                    **opts.server_settings,
+                    "application_name": f"{APPLICATION_NAME}-maintenance",
+                    **settings,
+                },
+            )
+            await init_connection(conn)
+            return conn
+
+        return Session(await _with_retries(make, opts, what="connect"))
+
     async def close(self) -> None:
         await self.pool.close()
 
@@ -224,6 +248,37 @@ class Database:
 
     async def execute(self, sql: str, *args: Any, idempotent: bool = False) -> str:
         return await self._run(lambda c: c.execute(sql, *args), idempotent=idempotent)
+
+
+class Session:
+    """One dedicated connection with the `Sql` methods (healing.strategy.Session)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    @property
+    def pid(self) -> int:
+        return int(self.conn.get_server_pid())
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        return await self.conn.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        return await self.conn.fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self.conn.fetchval(sql, *args)
+
+    async def execute(self, sql: str, *args: Any, idempotent: bool = False) -> str:
+        return await self.conn.execute(sql, *args)
+
+    async def close(self) -> None:
+        if not self.conn.is_closed():
+            try:
+                with anyio.fail_after(5):
+                    await self.conn.close()
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                self.conn.terminate()
 
 
 async def _with_retries(

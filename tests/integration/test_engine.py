@@ -53,7 +53,7 @@ class FakeStrategy:
     lift_on_recovery: bool = True
     leased: bool = False
     lease_holds: bool = True
-    behaviour: str = "ok"  # ok | raise | hang | refuse
+    behaviour: str = "ok"  # ok | raise | hang | refuse | alert
     rollback_fails: bool = False
     calls: list[str] = field(default_factory=list)
     executing: anyio.Event = field(default_factory=anyio.Event)
@@ -77,6 +77,10 @@ class FakeStrategy:
                 await ctx.progress({"done_steps": step})
             self.calls.append(f"measured:{await ctx.measure():.1f}")
             await anyio.sleep_forever()
+        if self.behaviour == "alert":
+            return RemediationResult(
+                True, 1, 0.0, {"decision": "left p9 alone", "alert": "recall 0.5 < 0.9"}
+            )
         return RemediationResult(True, 1, 0.0, {"did": "something"})
 
     async def rollback(self, ctx: RemediationContext) -> None:
@@ -574,3 +578,15 @@ async def test_a_stepwise_strategy_journals_its_progress_for_recovery(rig_factor
     row = await one(rig.db, "SELECT rollback_data FROM ruvector.healing_actions")
     # what rollback (or the next actor's recovery) sees: the plan's data and every step
     assert row["rollback_data"] == {"undo": "restore items", "done_steps": 2}
+
+
+async def test_what_a_strategy_left_alone_is_said_and_an_alert_is_signed(
+    rig_factory: Any,
+) -> None:
+    rig: Rig = await rig_factory(FakeStrategy(behaviour="alert"))
+    said = await rig.heal()
+    assert said is not None and said.endswith(
+        f"fake_fix (action 1) verified: lambda {rig.cycle().lambda_cut:.3f} -> 0.900; left p9 alone"
+    )
+    assert [a.get("event_type", "audit") for a in rig.audits] == ["audit", "alert"]
+    assert rig.audits[-1]["error"] == "recall 0.5 < 0.9"

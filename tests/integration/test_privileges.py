@@ -62,6 +62,7 @@ async def test_a_least_privilege_daemon_says_who_must_migrate(pg_server: PgServe
     async with parties(pg_server) as p:
         admin = await asyncpg.connect(p.dsn)
         try:
+            # the newest migration looks unapplied (whichever number it has)
             await admin.execute(
                 "DELETE FROM ruvector.schema_migrations "
                 "WHERE version = (SELECT max(version) FROM ruvector.schema_migrations)"
