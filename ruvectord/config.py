@@ -593,6 +593,13 @@ def parse_config(
         ) from None
 
 
+def describe_errors(exc: ValidationError, origin: str) -> list[str]:
+    """One line per problem, worded as for the YAML file, saying where the values came from."""
+    return [
+        f"{_describe(err, {}, {}, origin)} (from {origin})" for err in exc.errors(include_url=False)
+    ]
+
+
 def _set_path(data: dict[str, Any], keypath: tuple[str, ...], value: Any) -> bool:
     cursor: Any = data
     for part in keypath[:-1]:

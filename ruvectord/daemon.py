@@ -35,10 +35,11 @@ from ruvectord.healing.journal import recover
 from ruvectord.healing.strategies import builtin_registry
 from ruvectord.healing.strategies.throttle_ingestion import ensure_guard
 from ruvectord.integrity.monitor import CollectionMonitor, Healer, Runtime
+from ruvectord.live_config import LiveConfig
 from ruvectord.logs import get_logger, setup_logging
 from ruvectord.metrics import Endpoint, Metrics, open_endpoint
 from ruvectord.postgres.actions import HealingStore
-from ruvectord.postgres.control import Notifications
+from ruvectord.postgres.control import REQUESTS, SETTINGS, ControlStore, Notifications
 from ruvectord.postgres.leader import ActorLock
 from ruvectord.postgres.migrations import ensure_current
 from ruvectord.postgres.pool import ConnectOptions, Database
@@ -90,6 +91,9 @@ class Daemon:
         self.rt: Runtime | None = None
         self.healer: Healer | None = None
         self.engine: RemediationEngine | None = None  # when healing is wired
+        self.local_config = config  # the YAML file (and environment) as loaded
+        self.live: LiveConfig | None = None  # ... with the database's dynamic settings on top
+        self.notifications: Notifications | None = None
         self.actor: ActorLock | None = None  # when healing is wired
         self.shutdown = Shutdown()
         self.collection_ids: dict[str, int] = {}
@@ -172,8 +176,23 @@ class Daemon:
             log.warning("signing_key_created", path=str(cfg.signing_key_path), signer_id=signer.id)
         self.store = Store(self.db, signer)
         await self.store.register_key(signer, f"ruvectord on {cfg.daemon.node_name}")
+        # the database's dynamic settings on top of the file, from the first cycle on
+        self.notifications = Notifications(self.db)
+        self.live = LiveConfig(
+            cfg, ControlStore(self.db, cfg.daemon.node_name), on_change=self._settings_changed
+        )
+        await self.live.refresh()
+        self.config = cfg = self.live.effective
         self.collection_ids = await self.store.sync_collections(cfg)
         self.rt = Runtime(cfg, self.clock, self.metrics, self.store, observers=list(self.observers))
+        live, notifications = self.live, self.notifications
+
+        async def settings() -> None:
+            poll = min(5.0, self.config.integrity.sample_interval_seconds)
+            await live.run(lambda seconds: notifications.wait(SETTINGS, seconds), poll)
+
+        self.background.append(("listen", notifications.run))
+        self.background.append(("settings", settings))
         if self.healer_factory is not None:
             self.healer = await self.healer_factory(self)
 
@@ -294,11 +313,12 @@ class Daemon:
                 section="database",
                 msg="database settings change only on restart",
             )
-        self.config = new
+        self.local_config = new
         setup_logging(new.logging.level, new.logging.format)
-        assert self.rt is not None and self.store is not None
-        self.rt.config = new
+        assert self.rt is not None and self.store is not None and self.live is not None
         old_ids = dict(self.collection_ids)
+        await self.live.set_local(new)  # the file, with the database's settings on top
+        new = self.live.effective
         self.collection_ids = await self.store.sync_collections(new)
         wanted = {c.name: c for c in new.collections}
         for name in list(self.loops):
@@ -313,6 +333,21 @@ class Daemon:
         log.info("config_reloaded", msg=status)
         self.notifier.ready(status)
         return True
+
+    async def _settings_changed(self, new: Config) -> None:
+        """The effective configuration changed (the file, or the database's settings)."""
+        self.config = new
+        if self.rt is not None:
+            self.rt.config = new
+        self.metrics.approval_ttl.set(new.healing.approval_ttl_seconds)
+        if self.store is not None and self.rt is not None:
+            # the policies the gate and status read follow the thresholds
+            self.collection_ids = await self.store.sync_collections(new)
+        if self.engine is not None and self.actor is not None and self.actor.is_actor:
+            assert self.live is not None
+            await self.live.publish(self.engine.registry.strategies)
+            if not new.healing.enabled:
+                await self._release_held(new, dict(self.collection_ids))
 
     async def _release_held(self, new: Config, old_ids: dict[str, int]) -> None:
         """What ruvectord holds on a collection it no longer heals is let go, by rollback."""
@@ -421,6 +456,8 @@ async def build_healer(daemon: Daemon) -> Healer | None:
 
     async def took_over() -> None:
         cfg = daemon.config
+        if daemon.live is not None:
+            await daemon.live.publish(registry.strategies)
         done = await recover(journal, registry, db, cfg.healing, audit, daemon.clock.now())
         if done:
             log.warning("previous_actions_recovered", actions=done)
@@ -445,19 +482,33 @@ async def build_healer(daemon: Daemon) -> Healer | None:
         audit=audit,
         node=daemon.config.daemon.node_name,
         shutdown=daemon.shutdown,
+        pause=lambda: daemon.live.pause if daemon.live is not None else None,
     )
     await engine.load_weights()
-    notifications = Notifications(db)
+
+    def monitor(name: str) -> CollectionMonitor | None:
+        loop = daemon.loops.get(name)
+        return loop.monitor if loop is not None else None
+
     intake = Intake(
-        engine=engine, journal=journal, audit=audit, node=daemon.config.daemon.node_name
+        engine=engine,
+        journal=journal,
+        audit=audit,
+        node=daemon.config.daemon.node_name,
+        monitor=monitor,
+        decision=lambda name: rt.decisions.get(name),
     )
+    notifications = daemon.notifications
+    if notifications is None:  # a daemon assembled by hand (tests): listen here
+        notifications = daemon.notifications = Notifications(db)
+        daemon.background.append(("listen", notifications.run))
 
     async def requests() -> None:
+        assert notifications is not None
         poll = min(5.0, daemon.config.integrity.sample_interval_seconds)
-        await intake.run(notifications.wait, poll)
+        await intake.run(lambda seconds: notifications.wait(REQUESTS, seconds), poll)
 
     daemon.background.append(("actor-lock", actor.run))
-    daemon.background.append(("listen", notifications.run))
     daemon.background.append(("requests", requests))
     daemon.actor = actor
     daemon.engine = engine

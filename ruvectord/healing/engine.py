@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
@@ -20,7 +20,7 @@ from ruvectord.clock import Clock, Shutdown
 from ruvectord.config import Config, HealingConfig
 from ruvectord.healing.executor import Actor, Executor, Measure
 from ruvectord.healing.holds import Holds
-from ruvectord.healing.journal import Audit, Control, HealingJournal, PastRow
+from ruvectord.healing.journal import Audit, HealingJournal, PastRow, Pause, context_for
 from ruvectord.healing.policy import (
     History,
     Past,
@@ -85,8 +85,10 @@ class RemediationEngine:
         audit: Audit,
         node: str,
         shutdown: Shutdown | None = None,
+        pause: Callable[[], Pause | None] = lambda: None,
     ) -> None:
         self._config = config
+        self.pause = pause
         self.registry = registry
         self.journal = journal
         self.clock = clock
@@ -138,15 +140,15 @@ class RemediationEngine:
                 self._busy_with = ""
 
     async def why_off(self) -> str | None:
-        """None while healing may act; else why not (the config, or an operator's pause)."""
-        if not self.settings.enabled:
+        """None while healing may act; else why not (the config file, or an operator's pause
+        stored in the database as the dynamic setting healing.enabled)."""
+        if self.settings.enabled:
+            return None
+        pause = self.pause()
+        if pause is None:
             return "healing is disabled (healing.enabled: false)"
-        control: Control = await self.journal.control()
-        if control.paused:
-            when = f" at {control.changed_at:%Y-%m-%d %H:%M:%S %Z}" if control.changed_at else ""
-            why = f": {control.reason}" if control.reason else ""
-            return f"healing is paused by {control.changed_by or 'an operator'}{when}{why}"
-        return None
+        why = f": {pause.reason}" if pause.reason else ""
+        return f"healing is paused by {pause.by} at {pause.at:%Y-%m-%d %H:%M:%S %Z}{why}"
 
     # ------------------------------------------------------------------ the monitor's hook
 
@@ -233,6 +235,92 @@ class RemediationEngine:
         params = {"resting_targets": bounds.resting_for(strategy.name)}
         outcome = await self.executor.run(strategy, problem, cycle, monitor, params=params)
         return f"{problem.describe()}; {outcome.describe()}"
+
+    # ------------------------------------------------------------------ manual requests
+
+    async def execute(
+        self,
+        cycle: Cycle,
+        monitor: Measure,
+        strategy_name: str,
+        params: Mapping[str, Any],
+        by: str,
+    ) -> str:
+        """An operator's `ruvector_healing_execute`: the chosen strategy, now.
+
+        It skips the cooldown, the attempt window and the strategy's windows (a person chose
+        the moment) and counts as the approval a strategy may need (the caller holds the
+        operator role); it never skips the impact cap unless `force_impact` says so. The line
+        it returns says what was skipped.
+        """
+        cfg = self.settings
+        strategy = self.registry.get(strategy_name)
+        if strategy is None:
+            return (
+                f"unknown strategy {strategy_name!r} (strategies: {', '.join(self.registry.names)})"
+            )
+        skipped = ["cooldown and attempt window skipped (manual)"]
+        if strategy.impact > cfg.max_auto_heal_impact:
+            if not params.get("force_impact"):
+                return (
+                    f"{strategy.name} has impact {strategy.impact:g} above "
+                    f"max_auto_heal_impact {cfg.max_auto_heal_impact:g}; ask again with "
+                    '{"force_impact": true} to run it anyway'
+                )
+            skipped.append(f"impact cap {cfg.max_auto_heal_impact:g} overridden by {by}")
+        if strategy.name in cfg.require_approval_strategies:
+            skipped.append(f"approved by {by}'s request")
+        problem = classify(cycle.result, cycle.snapshot, cfg.classifier)
+        if problem.kind not in strategy.handles:
+            skipped.append(f"{strategy.name} does not handle {problem.kind.value}; run as asked")
+        own = {k: v for k, v in params.items() if k not in ("dry_run", "force_impact")}
+        if params.get("dry_run"):
+            ctx = self.executor.context(strategy, problem, cycle)
+            ctx.params.update(own)
+            ctx.dry_run = True
+            plan = await strategy.plan(ctx)
+            would: Mapping[str, Any] = {}
+            if strategy.supports_dry_run:
+                ctx.rollback_data = plan
+                would = (await strategy.execute(ctx)).metadata
+            return f"dry run of {strategy.name}: plan {plan}; would {dict(would) or 'act'}"
+        outcome = await self.exclusively(
+            cycle.collection.name,
+            lambda: self.executor.run(strategy, problem, cycle, monitor, params=own),
+        )
+        return f"{outcome.describe()} ({'; '.join(skipped)})"
+
+    async def rollback(self, action_id: int, by: str) -> str:
+        """An operator's `ruvector_healing_rollback`: undo a succeeded reversible action."""
+        rows = [
+            r for r in await self.journal.in_force(None, self.registry.names) if r.id == action_id
+        ]
+        if not rows:
+            return f"action {action_id} is no longer in force; nothing to roll back"
+        row = rows[0]
+        strategy = self.registry.get(row.strategy_name)
+        assert strategy is not None
+        why = f"rolled back by {by}"
+
+        async def undo() -> str:
+            ctx = context_for(row, self.executor.sql, self.settings)
+            try:
+                with anyio.fail_after(max(10.0, 2 * strategy.estimated_duration)):
+                    await strategy.rollback(ctx)
+            except Exception as exc:
+                await self.journal.update_action(
+                    row.id,
+                    "rollback_failed",
+                    error_message=f"{why}; failed: {type(exc).__name__}: {exc}",
+                    completed_at=self.clock.now(),
+                )
+                return f"rollback of {row.strategy_name} (action {row.id}) failed: {exc}"
+            await self.journal.update_action(
+                row.id, "rolled_back", error_message=why, completed_at=self.clock.now()
+            )
+            return f"{row.strategy_name} (action {row.id}) rolled back"
+
+        return await self.exclusively(row.collection, undo)
 
     async def history(self, cycle: Cycle) -> History:
         """The safeguards' view: the window's attempts and rejections, this episode's results."""

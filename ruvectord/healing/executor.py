@@ -149,6 +149,8 @@ class Executor:
         self.node = node
         self.shutdown = shutdown
         self._set_weights = weights
+        # actions running now -> the scope that stops them and why someone asked it to
+        self._running: dict[int, tuple[anyio.CancelScope, list[str]]] = {}
 
     @property
     def settings(self) -> HealingConfig:
@@ -307,6 +309,8 @@ class Executor:
         self.metrics.healing_attempts.labels(name, strategy.name).inc()
         self.metrics.healing_active.labels(name).set(1)
         lost = anyio.CancelScope()
+        aborted: list[str] = []
+        self._running[action_id] = (lost, aborted)
         unregister = self.actor.on_lost(lost.cancel)
         try:
             with lost:
@@ -323,7 +327,10 @@ class Executor:
                     a.outcome.verified = improved(
                         cycle.lambda_cut, after.lambda_cut, cfg.min_improvement
                     )
-            if lost.cancelled_caught:
+            if lost.cancelled_caught and aborted:
+                a.result = RemediationResult.failed(aborted[0])
+                a.log.warning("action_aborted", msg=aborted[0])
+            elif lost.cancelled_caught:
                 a.result = RemediationResult.failed("actor lock lost; stopped acting")
                 a.log.error("actor_lost_during_action")
         except BaseException as exc:
@@ -349,6 +356,7 @@ class Executor:
             raise
         finally:
             unregister()
+            self._running.pop(action_id, None)
             self.metrics.healing_active.labels(name).set(0)
 
         outcome = a.outcome
@@ -370,7 +378,13 @@ class Executor:
                 else "failed"
             )
             outcome.error = why
-            await self._undo(a, why, final_status="failed" if a.result.error else "unverified")
+            final = "failed" if a.result.error else "unverified"
+            await self._undo(
+                a,
+                why,
+                final_status="aborted" if aborted else final,
+                rolled_back="aborted" if aborted else "rolled_back",
+            )
         self.metrics.healing_duration.labels(name, strategy.name).observe(a.seconds)
         await self._record(a)
         return outcome
@@ -394,7 +408,19 @@ class Executor:
         )
         return result
 
-    async def _undo(self, a: Attempt, why: str, *, final_status: str) -> None:
+    def abort(self, action_id: int, why: str) -> bool:
+        """Stop an action this daemon is running; it is rolled back and journaled `aborted`."""
+        running = self._running.get(action_id)
+        if running is None:
+            return False
+        scope, reasons = running
+        reasons.append(why)
+        scope.cancel()
+        return True
+
+    async def _undo(
+        self, a: Attempt, why: str, *, final_status: str, rolled_back: str = "rolled_back"
+    ) -> None:
         """Roll back a reversible action; journal what happened, whatever happens.
 
         A reversible action ends `rolled_back` (or `rollback_failed`, which alerts); an
@@ -408,7 +434,7 @@ class Executor:
             try:
                 with anyio.fail_after(max(10.0, 2 * a.strategy.estimated_duration)):
                     await a.strategy.rollback(a.ctx)
-                status = "rolled_back"
+                status = rolled_back
             except Exception as exc:
                 status = "rollback_failed"
                 error = outcome.error = f"{why}; rollback failed: {type(exc).__name__}: {exc}"
@@ -440,8 +466,8 @@ class Executor:
                 error=error,
                 event_type="alert",
             )
-        elif status == "rolled_back":
-            a.log.warning("action_rolled_back", why=why)
+        elif status in ("rolled_back", "aborted"):
+            a.log.warning("action_rolled_back", why=why, status=status)
         else:
             a.log.warning("action_not_reversible", status=status, why=why)
 

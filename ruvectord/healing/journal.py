@@ -113,13 +113,12 @@ class TouchedRow:
 
 
 @dataclass(frozen=True)
-class Control:
-    """Healing on or off for the whole database (`ruvectord pause`), and who said so."""
+class Pause:
+    """Who switched healing off in the database (`ruvectord pause`), when, and why."""
 
-    paused: bool
+    by: str
+    at: datetime
     reason: str | None = None
-    changed_by: str | None = None
-    changed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -185,8 +184,6 @@ class HealingJournal(Protocol):
         ...
 
     async def load_weights(self) -> dict[str, float]: ...
-
-    async def control(self) -> Control: ...
 
     async def pending_requests(self) -> list[Request]: ...
 

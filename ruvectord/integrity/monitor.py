@@ -143,6 +143,7 @@ class CollectionMonitor:
         self.last: Cycle | None = None
         self.failing: str | None = None
         self._restored = False
+        self._one_cycle = anyio.Lock()
         self._bad_rows = 0  # centroid_stats rows the sampler skipped, as last warned
         self.log = get_logger("ruvectord.monitor", collection=collection.name)
 
@@ -166,7 +167,14 @@ class CollectionMonitor:
             await self.rt.clock.sleep(max(0.0, interval - (self.rt.clock.monotonic() - started)))
 
     async def cycle_safely(self) -> Cycle | None:
-        """One cycle; a failure fails this sample only, never the loop or the daemon."""
+        """One cycle; a failure fails this sample only, never the loop or the daemon.
+
+        One at a time: the loop and a requested sample (`ruvector_healing_trigger`) take turns.
+        """
+        async with self._one_cycle:
+            return await self._cycle_safely()
+
+    async def _cycle_safely(self) -> Cycle | None:
         try:
             if not self._restored:
                 await self.restore()  # retried every cycle until the database answers

@@ -18,7 +18,6 @@ from ruvectord.healing.journal import (
     IN_FLIGHT,
     ActionDraft,
     ActionRow,
-    Control,
     InFlightError,
     OutcomeRecord,
     PastRow,
@@ -279,14 +278,6 @@ class HealingStore:
             since,
         )
         return [TouchedRow(r["strategy_name"], r["target"], r["at"]) for r in rows]
-
-    async def control(self) -> Control:
-        r = await self.db.fetchrow(
-            "SELECT paused, reason, changed_by, changed_at FROM ruvector.control"
-        )
-        if r is None:
-            return Control(False)
-        return Control(r["paused"], r["reason"], r["changed_by"], r["changed_at"])
 
     async def pending_requests(self) -> list[Request]:
         rows = await self.db.fetch(

@@ -150,7 +150,7 @@ async def test_pause_list_and_lift_from_the_cli_are_obeyed_and_signed(
             await _until(
                 conn,
                 "SELECT count(*) FROM ruvector.integrity_events WHERE event_type = "
-                "'manual_override' AND metadata ->> 'kind' = 'enable'",
+                "'manual_override' AND metadata ->> 'kind' = 'configure'",
                 20,
             )
             count = await conn.fetchval("SELECT count(*) FROM ruvector.healing_actions")
@@ -175,7 +175,7 @@ async def test_pause_list_and_lift_from_the_cli_are_obeyed_and_signed(
             "ORDER BY id"
         )
         kinds = [(e["metadata"]["kind"], e["metadata"]["requested_by"]) for e in events]
-        assert kinds == [("lift", "postgres"), ("enable", "postgres"), ("enable", "postgres")]
+        assert kinds == [("lift", "postgres"), ("configure", "postgres"), ("configure", "postgres")]
     finally:
         await conn.close()
 

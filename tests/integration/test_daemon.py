@@ -332,6 +332,7 @@ def _attack(dsn: str, tmp_path: Path, report: dict[str, float]) -> None:
     held: list[socket.socket] = []
     try:
         notify.wait_for("READY=1")
+        time.sleep(1.5)  # its own background connections (actor lock, LISTEN) settle first
         idle_fds = _open_fds(proc.pid)
 
         # a slow client: half a request, then silence; dropped at the deadline

@@ -20,6 +20,8 @@ import pytest
 from ruvectord.clock import ManualClock
 from ruvectord.config import Config
 from ruvectord.healing.engine import RemediationEngine
+from ruvectord.live_config import LiveConfig
+from ruvectord.postgres.control import ControlStore
 from ruvectord.healing.journal import recover
 from ruvectord.healing.problems import ProblemKind
 from ruvectord.healing.strategy import RemediationContext, RemediationResult, StrategyRegistry
@@ -542,8 +544,14 @@ async def test_a_leased_effect_is_renewed_while_degraded_and_lifted_when_it_laps
 async def test_pausing_stops_healing_and_lets_go_of_what_is_held(rig_factory: Any) -> None:
     s = FakeStrategy()
     rig: Rig = await rig_factory(s)
+    # the engine runs on the file's config with the database's settings on top
+    live = LiveConfig(rig.config, ControlStore(rig.db, "test"), on_change=_nothing)
+    await live.publish(rig.engine.registry.strategies)
+    rig.engine._config = lambda: live.effective
+    rig.engine.pause = lambda: live.pause
     await rig.heal()
     await rig.db.fetchval("SELECT ruvector_healing_enable(false, 'maintenance tonight')")
+    assert await live.refresh()
     said = await rig.heal()
     assert said is not None and said.startswith("healing is paused by postgres at ")
     assert said.endswith(": maintenance tonight; lifted fake_fix (action 1)")
@@ -551,7 +559,12 @@ async def test_pausing_stops_healing_and_lets_go_of_what_is_held(rig_factory: An
     assert said is not None and said.startswith("healing is paused by postgres")
     assert s.calls.count("execute") == 1
     await rig.db.fetchval("SELECT ruvector_healing_enable(true)")
+    assert await live.refresh() and live.pause is None
     assert "verified" in (await rig.heal() or "")
+
+
+async def _nothing(_: Config) -> None:
+    return None
 
 
 async def test_an_operator_lift_holds_the_strategy_off_like_a_rejection(
