@@ -201,11 +201,12 @@ class RemediationEngine:
         selection = self.registry.select(
             problem, cfg.max_auto_heal_impact, held_off(history, cfg), collection=name
         )
+        notes = "".join(f"; {n}" for n in selection.notes)
         if selection.strategy is None:
             log.warning(
                 "no_strategy", collection=name, problem=problem.kind.value, reason=selection.reason
             )
-            return f"{problem.describe()}; {selection.reason}"
+            return f"{problem.describe()}; {selection.reason}{notes}"
         strategy = selection.strategy
         if strategy.name in cfg.require_approval_strategies:
             return await self.executor.ask_approval(strategy, problem, cycle)
@@ -217,7 +218,7 @@ class RemediationEngine:
             why=selection.reason,
         )
         outcome = await self.executor.run(strategy, problem, cycle, monitor)
-        return f"{problem.describe()}; {outcome.describe()}"
+        return f"{problem.describe()}; {outcome.describe()}{notes}"
 
     async def history(self, cycle: Cycle) -> History:
         """The safeguards' view: the window's attempts and rejections, this episode's results."""
