@@ -68,12 +68,12 @@ SELECT format('GRANT TRIGGER ON TABLE %s TO ruvector_owner', p.relid::regclass),
 --     ruvector.placement_move, owned by ruvector_owner, which changes the placement column
 --     and nothing else; these grants are what lets the owner do that much.
 \if :{?placement}
-SELECT (current_setting('server_version_num')::int >= 170000) AS has_maintain \gset
 SELECT format('GRANT SELECT (%s) ON TABLE %s TO ruvector_owner',
               (SELECT string_agg(quote_ident(c), ', ') FROM unnest(f[2:4]) AS c), p.relid::regclass),
        format('GRANT UPDATE (%I) ON TABLE %s TO ruvector_owner', f[2], p.relid::regclass),
        CASE WHEN p.isleaf THEN format('GRANT %s ON TABLE %s TO ruvector_owner',
-                                      CASE WHEN :has_maintain THEN 'MAINTAIN' ELSE 'UPDATE' END,
+                                      CASE WHEN current_setting('server_version_num')::int >= 170000
+                                           THEN 'MAINTAIN' ELSE 'UPDATE' END,
                                       p.relid::regclass) END
   FROM (SELECT string_to_array(btrim(spec), ':') AS f
           FROM unnest(string_to_array(:'placement', ',')) AS spec) AS s,
