@@ -190,7 +190,7 @@ async def test_the_functions_touch_no_other_table_or_column(pg_server: PgServer)
             with pytest.raises(asyncpg.InsufficientPrivilegeError, match="must both be"):
                 await _move(daemon, cid, "public.accounts_r1", "public.items_p2", [1])
             # more than a batch
-            with pytest.raises(asyncpg.PostgresError, match="1..10000 keys"):
+            with pytest.raises(asyncpg.PostgresError, match=r"1\.\.10000 keys"):
                 await _move(daemon, cid, "public.items_p1", "public.items_p2", list(range(10001)))
         finally:
             await daemon.close()
