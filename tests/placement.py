@@ -40,6 +40,9 @@ class Proof:
         self.shards: dict[int, int] = {}  # id -> the shard it was written with
         self.initial: dict[int, str] = {}
         self.stable: list[int] = []  # initial rows no writer updates
+        # set to end the writers and searchers after their current statement: a cancelled
+        # insert may still commit, and its row would be missing from the model
+        self.stopping = False
 
     async def snapshot(self, conn: asyncpg.Connection) -> dict[int, tuple[int, str]]:
         rows = await conn.fetch("SELECT id, shard, embedding::text AS e FROM public.items")
@@ -63,7 +66,7 @@ class Proof:
         conn = await asyncpg.connect(self.dsn, timeout=10)
         mine = [k for k in self.initial if k % 4 == n % 3]  # never a stable row
         try:
-            while True:
+            while not self.stopping:
                 e = self._vector()
                 try:
                     if self.rng.random() < 0.85:
@@ -106,7 +109,7 @@ class Proof:
         top = max(self.initial)
         want = set(self.initial)
         try:
-            while True:
+            while not self.stopping:
                 ids = [
                     r["id"]
                     for r in await conn.fetch("SELECT id FROM public.items WHERE id <= $1", top)
@@ -130,7 +133,7 @@ class Proof:
         conn = await asyncpg.connect(self.dsn, timeout=10)
         try:
             exact = False
-            while True:
+            while not self.stopping:
                 k = self.rng.choice(self.stable)
                 # exact: an ORDER BY no index can serve, so every partition is scanned and
                 # sorted (a SET of enable_indexscan would not reach a cached plan)

@@ -189,8 +189,10 @@ async def proving(proof: Proof) -> AsyncIterator[None]:
             tg.start_soon(proof.writer, n)
         tg.start_soon(proof.exact_searcher)
         tg.start_soon(proof.knn_searcher)
-        yield
-        tg.cancel_scope.cancel()
+        try:
+            yield
+        finally:
+            proof.stopping = True  # each finishes its statement, records it, and returns
 
 
 async def _adopt_fault_rows(conn: asyncpg.Connection, proof: Proof) -> None:
