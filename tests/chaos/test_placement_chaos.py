@@ -58,7 +58,12 @@ def _config(tmp: Path, strategy: str, **healing: Any) -> dict[str, Any]:
             "cooldown_seconds": 0,
             "recovery_hold_seconds": 3600,
             # the writers' updates leave dead index entries behind: not the fault under test
-            "budgets": {"max_queue": 8, "fragmentation_budget": 1.0},
+            "budgets": {
+                "max_queue": 8,
+                "fragmentation_budget": 1.0,
+                # evict's fault is the error rate: the writers' random skew is no hotspot
+                **({"hot_load_ratio": 100.0} if evict else {}),
+            },
         },
         "healing": {
             "min_healing_interval_seconds": 3600,  # one action per case
