@@ -163,8 +163,10 @@ def demo_config(dsn: str, state_dir: Path, interval: float) -> Config:
                     "vector_column": "embedding",
                     # rows may move between partitions (rebalance_partitions, drain_hot_partition,
                     # evict_cold_data): the partition key, the row key, the bounds
+                    # (small bounds: every row moved, and moved back, leaves a dead entry in
+                    # both partitions' indexes until VACUUM, which reads as fragmentation)
                     "placement": CollectionSpec(placement=True).placement_config(
-                        max_rows_per_batch=50, max_rows_per_action=400, max_batches_per_second=10
+                        max_rows_per_batch=20, max_rows_per_action=60, max_batches_per_second=10
                     ),
                 }
             ],
