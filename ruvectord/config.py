@@ -423,6 +423,76 @@ class ReplicaTarget(_Section):
         return value
 
 
+class ColdTier(_Section):
+    """Where evict_cold_data puts rows nobody has written or read for a while."""
+
+    # the placement value of the cold partition (its own partition, created by the DBA
+    # without an HNSW index, so cold rows cost no index memory; searches still find them)
+    value: str
+    # a timestamptz column the application sets when it writes (or reads) a row
+    age_column: str
+    min_age_seconds: Annotated[float, Field(ge=60, le=3650 * DAY)] = 30 * DAY
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("age_column")
+    @classmethod
+    def _column(cls, value: str) -> str:
+        return quote(parse_name(value, parts=1)[0])
+
+    @property
+    def age_attname(self) -> str:
+        return parse_name(self.age_column, parts=1)[0]
+
+
+class PlacementConfig(_Section):
+    """A collection's opt-in to the strategies that move rows (rebalance_partitions,
+    drain_hot_partition, evict_cold_data): the column they may change, and their bounds.
+
+    The column is the LIST or RANGE partition key -- a placement key such as `shard`, never
+    business data; the key column names each row (unique across the collection, an integer).
+    `check-config --online` and the strategies' plan validate both against the real table.
+    """
+
+    column: str
+    key_column: str = "id"
+    max_rows_per_batch: Annotated[int, Field(ge=1, le=10_000)] = 100
+    max_rows_per_action: Annotated[int, Field(ge=1, le=100_000)] = 2_000
+    max_batches_per_second: Annotated[float, Field(gt=0, le=1000)] = 5.0
+    # a batch waits at most this long for its two partitions' locks, else it is skipped
+    lock_timeout_seconds: Annotated[float, Field(gt=0, le=10)] = 0.2
+    # how long drain_hot_partition routes new writes away (renewed while degraded)
+    drain_seconds: Annotated[float, Field(ge=1, le=DAY)] = 600.0
+    cold: ColdTier | None = None
+
+    @field_validator("column", "key_column")
+    @classmethod
+    def _column(cls, value: str) -> str:
+        return quote(parse_name(value, parts=1)[0])
+
+    @property
+    def attname(self) -> str:
+        return parse_name(self.column, parts=1)[0]
+
+    @property
+    def key_attname(self) -> str:
+        return parse_name(self.key_column, parts=1)[0]
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.max_rows_per_batch > self.max_rows_per_action:
+            raise ValueError(
+                f"max_rows_per_batch ({self.max_rows_per_batch}) is greater than "
+                f"max_rows_per_action ({self.max_rows_per_action})"
+            )
+        if self.attname == self.key_attname:
+            raise ValueError(f"column and key_column are both {self.column}")
+        return self
+
+
 class CollectionConfig(_Section):
     name: str
     table: str
@@ -430,6 +500,7 @@ class CollectionConfig(_Section):
     tenant_column: str | None = None
     budgets: BudgetOverrides = BudgetOverrides()
     replicas: ReplicaTarget | None = None  # scale_replicas' Kubernetes workload
+    placement: PlacementConfig | None = None  # the strategies that move rows
 
     @field_validator("name")
     @classmethod

@@ -59,8 +59,9 @@ class Parties:
 
 @asynccontextmanager
 async def parties(
-    pg_server: PgServer, spec: CollectionSpec | None = None
+    pg_server: PgServer, spec: CollectionSpec | None = None, *extra: str
 ) -> AsyncIterator[Parties]:
+    """`extra`: more roles.sql variables, e.g. "placement=public.items:shard:id"."""
     spec = spec or CollectionSpec(partitions=4, rows_per_partition=5, index=False)
     tag = uuid.uuid4().hex[:8]
     dbname = f"rvt_sec_{tag}"
@@ -95,6 +96,7 @@ async def parties(
             f"tables={spec.qualified}",
             f"operators={roles['operator']}",
             f"readers={roles['reader']}",
+            *extra,
         )
         yield Parties(dsn, roles["daemon"], roles["operator"], roles["reader"], roles["app"], spec)
     finally:

@@ -10,6 +10,11 @@
 --   operators comma-separated existing roles that may change healing (pause, approve, lift)
 --   readers   comma-separated existing roles that may read healing state and history
 --   admin     an existing role that may run `ruvectord migrate` without being a superuser
+--   placement comma-separated TABLE:COLUMN:KEY[:AGE] -- collections whose rows
+--             rebalance_partitions, drain_hot_partition and evict_cold_data may move: the
+--             owner may read the key, placement (and age) columns and UPDATE the placement
+--             column only (never a vector), and lock each partition for the length of a batch
+--             (MAINTAIN on PostgreSQL 17+; before 17 LOCK needs UPDATE on each partition)
 --   ivf_pages on: IVFFlat list sizes are read from the index pages (ruvector.ivf_list_sizes,
 --             which returns counts only) rather than fed by the application
 --             (ruvector.centroid_stats); this lets ruvector_owner -- nobody logs in as it --
@@ -74,6 +79,23 @@ SELECT format('GRANT TRIGGER ON TABLE %s TO ruvector_owner', p.relid::regclass),
        format('REVOKE TRIGGER ON TABLE %s FROM %I', p.relid::regclass, :'daemon')
   FROM unnest(string_to_array(:'tables', ',')) AS t,
        pg_partition_tree(btrim(t)::regclass) AS p \gexec
+\endif
+
+-- 2b. Placement (opt-in): the strategies that move rows do so only through
+--     ruvector.placement_move, owned by ruvector_owner, which changes the placement column
+--     and nothing else; these grants are what lets the owner do that much.
+\if :{?placement}
+SELECT format('GRANT SELECT (%s) ON TABLE %s TO ruvector_owner',
+              (SELECT string_agg(quote_ident(c), ', ') FROM unnest(f[2:4]) AS c), p.relid::regclass),
+       format('GRANT UPDATE (%I) ON TABLE %s TO ruvector_owner', f[2], p.relid::regclass),
+       CASE WHEN p.isleaf THEN format('GRANT %s ON TABLE %s TO ruvector_owner',
+                                      CASE WHEN current_setting('server_version_num')::int >= 170000
+                                           THEN 'MAINTAIN' ELSE 'UPDATE' END,
+                                      p.relid::regclass) END
+  FROM (SELECT string_to_array(btrim(spec), ':') AS f
+          FROM unnest(string_to_array(:'placement', ',')) AS spec) AS s,
+       pg_partition_tree(f[1]::regclass) AS p
+ WHERE cardinality(f) BETWEEN 3 AND 4 \gexec
 \endif
 
 \if :{?ivf_pages}

@@ -216,11 +216,12 @@ class RemediationEngine:
             collection=name,
             limits=bounds,
         )
+        notes = "".join(f"; {n}" for n in selection.notes)
         if selection.strategy is None:
             log.warning(
                 "no_strategy", collection=name, problem=problem.kind.value, reason=selection.reason
             )
-            return f"{problem.describe()}; {selection.reason}"
+            return f"{problem.describe()}; {selection.reason}{notes}"
         strategy = selection.strategy
         if strategy.name in cfg.require_approval_strategies:
             return await self.executor.ask_approval(strategy, problem, cycle)
@@ -234,7 +235,7 @@ class RemediationEngine:
         # the strategy leaves alone the targets it acted on too recently (its plan reads this)
         params = {"resting_targets": bounds.resting_for(strategy.name)}
         outcome = await self.executor.run(strategy, problem, cycle, monitor, params=params)
-        return f"{problem.describe()}; {outcome.describe()}"
+        return f"{problem.describe()}; {outcome.describe()}{notes}"
 
     # ------------------------------------------------------------------ manual requests
 

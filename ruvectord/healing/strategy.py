@@ -158,11 +158,21 @@ class Limited(Protocol):
     def resting(self) -> Mapping[str, Mapping[str, float]]: ...
 
 
+@runtime_checkable
+class Explained(Protocol):
+    """A scoped strategy that can say why it is not offered for a collection (the decision
+    line carries it: "placement not declared for items")."""
+
+    def unavailable(self, collection: str) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class Selection:
     strategy: Strategy | None
     reason: str
     candidates: tuple[str, ...] = ()
+    # strategies for the problem left out for this collection, with why ("not offered: ...")
+    notes: tuple[str, ...] = ()
 
 
 class StrategyRegistry:
@@ -214,19 +224,21 @@ class StrategyRegistry:
             if problem.kind in s.handles
             and (collection is None or not isinstance(s, Scoped) or s.applies_to(collection))
         ]
+        notes = self._left_out(problem, collection)
         if not handling:
-            return Selection(None, f"no strategy handles {problem.kind.value}")
+            return Selection(None, f"no strategy handles {problem.kind.value}", notes=notes)
         allowed = [s for s in handling if s.impact <= max_impact]
         if not allowed:
             over = ", ".join(f"{s.name} ({s.impact:g})" for s in handling)
             return Selection(
                 None,
                 f"every strategy for {problem.kind.value} exceeds impact {max_impact:g}: {over}",
+                notes=notes,
             )
         held = held_off or {}
         if all(s.name in held for s in allowed):
             waits = ", ".join(f"{s.name} for {held[s.name]:.0f} s" for s in allowed)
-            return Selection(None, f"rejected by an operator, held off: {waits}")
+            return Selection(None, f"rejected by an operator, held off: {waits}", notes=notes)
         allowed = [s for s in allowed if s.name not in held]
         skipped: list[str] = []
         if limits is not None:
@@ -247,7 +259,20 @@ class StrategyRegistry:
             best,
             f"{best.name} (weight {self.weight(best.name):.2f}, impact {best.impact:g}){also}",
             tuple(s.name for s in allowed),
+            notes,
         )
+
+    def _left_out(self, problem: Problem, collection: str | None) -> tuple[str, ...]:
+        """ "not offered: a, b (why)" for strategies of this class that explain their absence."""
+        if collection is None:
+            return ()
+        why: dict[str, list[str]] = {}
+        for s in self.strategies:
+            if problem.kind in s.handles and isinstance(s, Explained):
+                reason = s.unavailable(collection)
+                if reason:
+                    why.setdefault(reason, []).append(s.name)
+        return tuple(f"not offered: {', '.join(names)} ({r})" for r, names in why.items())
 
 
 def _all_resting(strategy: Strategy, problem: Problem, limits: Limited) -> str | None:

@@ -61,6 +61,7 @@ class Store:
             c.tenant_attname,
             config.budgets_for(c).model_dump(),
         )
+        await _sync_placement(conn, cid, c)
         i = config.integrity
         await conn.execute(
             """
@@ -344,3 +345,41 @@ async def insert_event(conn: asyncpg.Connection, event: Mapping[str, Any]) -> in
         event.get("prev_hash"),
     )
     return event_id
+
+
+async def _sync_placement(conn: asyncpg.Connection, cid: int, c: CollectionConfig) -> None:
+    """The collection's placement declaration (ruvector.placements), for the move functions.
+
+    Taken out of the config it stays, undeclared, so what was moved can still be moved back.
+    A schema without the table (older than the placement migration) has nothing to sync."""
+    if not await conn.fetchval("SELECT to_regclass('ruvector.placements') IS NOT NULL"):
+        return
+    p = c.placement
+    if p is None:
+        await conn.execute(
+            "UPDATE ruvector.placements SET declared = false, updated_at = now() "
+            "WHERE collection_id = $1 AND declared",
+            cid,
+        )
+        return
+    await conn.execute(
+        """
+        INSERT INTO ruvector.placements
+               (collection_id, placement_column, key_column, age_column, cold_value, declared)
+        VALUES ($1, $2, $3, $4, $5, true)
+        ON CONFLICT (collection_id) DO UPDATE SET
+            placement_column = EXCLUDED.placement_column, key_column = EXCLUDED.key_column,
+            age_column = EXCLUDED.age_column, cold_value = EXCLUDED.cold_value,
+            declared = true, updated_at = now()
+        WHERE (ruvector.placements.placement_column, ruvector.placements.key_column,
+               ruvector.placements.age_column, ruvector.placements.cold_value,
+               ruvector.placements.declared)
+              IS DISTINCT FROM (EXCLUDED.placement_column, EXCLUDED.key_column,
+                                EXCLUDED.age_column, EXCLUDED.cold_value, true)
+        """,
+        cid,
+        p.attname,
+        p.key_attname,
+        p.cold.age_attname if p.cold else None,
+        p.cold.value if p.cold else None,
+    )

@@ -17,6 +17,7 @@ import asyncpg
 from ruvectord.identifiers import quote
 
 THROTTLED_SQLSTATE = "RV429"
+COLD_SHARD = -1
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class CollectionSpec:
     plain: bool = False  # one plain table holding every shard, instead of LIST partitions
     method: str = "hnsw"  # the vector index: hnsw or ivfflat
     lists: int = 10  # IVFFlat lists per index
+    # a cold tier for evict_cold_data (partition {table}_cold, shard COLD_SHARD, without a
+    # vector index) and the grants deploy/sql/roles.sql -v placement=... gives for moving rows
+    placement: bool = False
 
     @property
     def qualified(self) -> str:
@@ -46,6 +50,19 @@ class CollectionSpec:
 
     def partition_qualified(self, shard: int) -> str:
         return _ident(self.schema) + "." + _ident(self.partition_name(shard))
+
+    @property
+    def cold_qualified(self) -> str:
+        return _ident(self.schema) + "." + _ident(f"{self.table}_cold")
+
+    def placement_config(self, **bounds: object) -> dict[str, object]:
+        """The collection's `placement` section, as a config file would declare it."""
+        return {
+            "column": "shard",
+            "key_column": "id",
+            "cold": {"value": COLD_SHARD, "age_column": "created_at", "min_age_seconds": 86400},
+            **bounds,
+        }
 
 
 async def has_pgvector(conn: asyncpg.Connection) -> bool:
@@ -79,6 +96,10 @@ async def create_collection(conn: asyncpg.Connection, spec: CollectionSpec) -> b
         for shard in range(spec.partitions):
             part = spec.partition_qualified(shard)
             await conn.execute(f"CREATE TABLE {part} PARTITION OF {q} FOR VALUES IN ({shard})")
+        if spec.placement:
+            await conn.execute(
+                f"CREATE TABLE {spec.cold_qualified} PARTITION OF {q} FOR VALUES IN ({COLD_SHARD})"
+            )
     await insert_rows(conn, spec, {s: spec.rows_per_partition for s in range(spec.partitions)})
     # flushed before ANALYZE: flushed after, this session's inserts would count twice in
     # n_live_tup (ANALYZE sets it, then the pending inserts are added on top)
@@ -88,10 +109,41 @@ async def create_collection(conn: asyncpg.Connection, spec: CollectionSpec) -> b
             method = f"ivfflat (embedding vector_l2_ops) WITH (lists = {int(spec.lists)})"
         else:
             method = "hnsw (embedding vector_l2_ops)"
-        await conn.execute(f"CREATE INDEX ON {q} USING {method}")
+        if spec.placement and not spec.plain:
+            # one index per hot partition: the cold tier has none (what eviction saves)
+            for shard in range(spec.partitions):
+                await conn.execute(
+                    f"CREATE INDEX ON {spec.partition_qualified(shard)} USING {method}"
+                )
+        else:
+            await conn.execute(f"CREATE INDEX ON {q} USING {method}")
+    if spec.placement:
+        await conn.execute(f"CREATE INDEX ON {q} (id)")  # batches name rows by key
     await conn.execute(f"ANALYZE {q}")
     await grant_guard(conn, spec)
+    if spec.placement:
+        await grant_placement(conn, spec)
     return vector
+
+
+async def grant_placement(conn: asyncpg.Connection, spec: CollectionSpec) -> None:
+    """What `deploy/sql/roles.sql -v placement=TABLE:shard:id:created_at` does: the owner may
+    read the key, placement and age columns, change the placement column, and lock each
+    partition (MAINTAIN on 17+, UPDATE before)."""
+    if not await conn.fetchval("SELECT to_regrole('ruvector_owner') IS NOT NULL"):
+        return
+    maintain = await conn.fetchval("SELECT current_setting('server_version_num')::int >= 170000")
+    q = _ident(spec.schema) + "." + _ident(spec.table)
+    parts = await conn.fetch(
+        "SELECT relid::regclass::text AS rel, isleaf FROM pg_partition_tree($1)", q
+    )
+    for p in parts:
+        await conn.execute(
+            f"GRANT SELECT (id, shard, created_at), UPDATE (shard) ON {p['rel']} TO ruvector_owner"
+        )
+        if p["isleaf"]:
+            lock = "MAINTAIN" if maintain else "UPDATE"
+            await conn.execute(f"GRANT {lock} ON {p['rel']} TO ruvector_owner")
 
 
 async def grant_guard(conn: asyncpg.Connection, spec: CollectionSpec) -> None:

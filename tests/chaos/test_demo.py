@@ -27,14 +27,14 @@ def test_demo_runs_the_whole_loop_and_exits_cleanly() -> None:
     (to_stress,) = [e for e in events if e["type"] == "state_change" and e["state"] == "stress"]
     assert any("items_p3" in w["target"]["name"] for w in to_stress["witness_edges"])
     decisions = [e["decision"] for e in events if e["type"] == "healing"]
-    assert any(
-        d.startswith("throttle_ingestion (action 1) verified")
-        or "throttle_ingestion (action 1) rolled_back" in d
-        for d in decisions
-    ), decisions
+    # two strategies for HotspotCongestion compete by learned weight: one is verified
+    assert any(" verified: lambda" in d for d in decisions), decisions
+    assert any(d.startswith(("rebalance_partitions (action 1)",)) for d in decisions), decisions
     assert any(d.startswith("integrity is normal again: lifted") for d in decisions) or any(
         "rolled_back" in d for d in decisions
     )
     report = [e["text"] for e in events if e["type"] == "report"]
     assert report[0].split() == ["strategy", "weight", "attempts", "success", "avg", "gain"]
+    tried = {line.split()[0] for line in report[1:] if not line.startswith("overall")}
+    assert {"rebalance_partitions", "throttle_ingestion"} <= tried, report
     assert events[-1]["text"] == "· stopped and removed the embedded server; done"
