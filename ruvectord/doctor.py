@@ -277,8 +277,9 @@ async def _database_checks(db: Database, config: Config, report: Report) -> None
     report.add(await check_pgvector(db, found))
     for f, c in zip(found, collections, strict=True):
         report.add(_collection_check(f, c))
-    relations = sorted({r for f in found for r in f.relations})
-    tables = ",".join(f.table for f in found if f.relations)
+    usable = [f for f in found if not f.problem]  # a broken collection fails its own line
+    relations = sorted({r for f in usable for r in f.relations})
+    tables = ",".join(f.table for f in usable)
     report.add(*await check_daemon_role(db, relations))
     report.add(await check_guard_grants(db, config, relations, tables))
 
@@ -288,10 +289,20 @@ async def check_schema(db: Database, config: Config) -> Check:
 
     what = "schema current"
     newest = len(await anyio.to_thread.run_sync(available))
+    usable = await db.fetchval(
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'ruvector') "
+        "OR has_schema_privilege('ruvector', 'USAGE')"
+    )
     try:
+        if not usable:
+            raise asyncpg.InsufficientPrivilegeError("permission denied for schema ruvector")
         version = await schema_version(db)
     except asyncpg.InsufficientPrivilegeError as exc:
-        return fail(what, f"cannot read ruvector.schema_migrations ({exc}): grant ruvector_daemon")
+        return fail(
+            what,
+            f"cannot read the ruvector schema ({exc}): grant ruvector_daemon to this role "
+            f"(psql -v daemon=ROLE -f {ROLES_SQL})",
+        )
     if version == newest:
         return ok(what, f"ruvector schema version {version}, as this ruvectord expects")
     if version > newest:

@@ -27,7 +27,11 @@ async def doctor(ctx: Context) -> Output:
         {"result": c.level.value, "check": c.what, "detail": c.detail} for c in report.checks
     ]
     table = Table(
-        [Column.key("RESULT", "result"), Column.key("CHECK", "check"), Column.key("", "detail")],
+        [
+            Column("RESULT", lambda r: str(r["result"]).ljust(4)),  # ok, warn, FAIL
+            Column.key("CHECK", "check"),
+            Column.key("DETAIL", "detail"),
+        ],
         rows,
         headers=False,
     )
