@@ -397,7 +397,10 @@ def _broken_pipe() -> int:
 def _emit(out: Output, args: argparse.Namespace) -> int:
     if not out.printed:
         text = render_json(out.data) if getattr(args, "json", False) else render_view(out.view)
-        sys.stdout.write(text)
+        # line by line: one huge write to a pipe whose reader has gone can end as a partial
+        # write that the io layer never reports; small writes fail with EPIPE, as they should
+        for line in text.splitlines(keepends=True):
+            sys.stdout.write(line)
         sys.stdout.flush()
     return out.exit_code
 
@@ -482,6 +485,18 @@ def _failure(exc: BaseException, *, nagios: bool) -> tuple[int, list[str], list[
     return code, lines, []
 
 
+def pg_message(exc: asyncpg.PostgresError) -> str:
+    """PostgreSQL's message, detail and hint on one line (str() spreads them over three)."""
+    text = str(exc.args[0]) if exc.args else type(exc).__name__
+    detail = getattr(exc, "detail", None)
+    hint = getattr(exc, "hint", None)
+    if detail:
+        text += f"; {detail}"
+    if hint:
+        text += f" (hint: {hint})"
+    return text.replace("\n", " ")
+
+
 def _classify(exc: BaseException) -> tuple[int, list[str]]:
     if isinstance(exc, ConfigError):
         return exits.USAGE, list(exc.problems)
@@ -491,14 +506,13 @@ def _classify(exc: BaseException) -> tuple[int, list[str]]:
         return exits.FAILURE, [f"error: {exc}"]
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
         return exits.USAGE, [
-            f"error: {exc}; this needs a role with the right membership (ruvector_operator "
-            "for changes, ruvector_reader for reading): connect as one with --dsn, or GRANT "
-            "it (deploy/sql/roles.sql)"
+            f"error: {pg_message(exc)}; this needs a role with the right membership "
+            "(ruvector_operator for changes, ruvector_reader for reading): connect as one "
+            "with --dsn, or GRANT it (deploy/sql/roles.sql)"
         ]
     if isinstance(exc, asyncpg.PostgresError):
         sqlstate = getattr(exc, "sqlstate", "") or ""
-        hint = getattr(exc, "hint", None)
-        text = f"{exc}" + (f" (hint: {hint})" if hint else "")
+        text = pg_message(exc)
         if sqlstate in _BAD_INPUT:
             return exits.USAGE, [f"error: {text}"]
         return exits.FAILURE, [f"error: PostgreSQL said: {text} (SQLSTATE {sqlstate})"]

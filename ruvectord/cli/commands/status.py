@@ -131,7 +131,7 @@ async def status(ctx: Context) -> Output:
         except asyncpg.UndefinedObjectError as exc:
             if ctx.args.collection:
                 hint = getattr(exc, "hint", None)
-                raise UserError(f"{exc}" + (f" ({hint})" if hint else "")) from None
+                raise UserError(str(exc.args[0]) + (f" ({hint})" if hint else "")) from None
             row = {"collection": name, "known": False, "state": None}
         health, summary, problem = assess(row, now)
         row["health"] = health.name.lower()
