@@ -88,7 +88,9 @@ def _result_text(result: Mapping[str, Any] | None) -> str:
     if not result:
         return ""
     parts = []
-    for key, value in result.items():
+    # what happened first (jsonb hands keys back by length), then the details
+    first = ("healing", "decision")
+    for key, value in sorted(result.items(), key=lambda kv: (kv[0] not in first, kv[0])):
         if isinstance(value, list):
             value = ", ".join(str(v) for v in value) or "nothing"
         parts.append(f"{key.replace('_', ' ')} {value}")

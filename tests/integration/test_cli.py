@@ -9,6 +9,7 @@ import os
 import pty
 import re
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from ruvectord.postgres.migrations import available
 from ruvectord.postgres.pool import Database
 from ruvectord.postgres.store import Store
 from ruvectord.scenarios.collection import CollectionSpec
+from tests.chaos.test_chaos import daemon
 from tests.helpers import collection, connect, harness, hot_sample, make_config
 
 ROOT = Path(__file__).parents[2]
@@ -36,7 +38,7 @@ SPEC = CollectionSpec(partitions=8, rows_per_partition=20)
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUVECTORD_", "PG"))}
-    return {**env, **extra}
+    return {**env, "TZ": "UTC", **extra}  # tables show local times, with their zone
 
 
 async def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -53,6 +55,13 @@ async def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     done = await anyio.to_thread.run_sync(run)
     assert "Traceback" not in done.stderr, done.stderr
     return done
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 async def _config(tmp: Path, dsn: str, *collections: str) -> Path:
@@ -445,3 +454,51 @@ async def test_waiting_for_the_acting_daemon_shows_progress_and_times_out(
     # an operator-facing row in the queue the daemon will pick up, in order
     kinds = [r["kind"] for r in await db.fetch("SELECT kind FROM ruvector.healing_requests")]
     assert kinds == ["enable", "enable", "approve", "enable", "enable"]
+
+
+# --------------------------------------------------------------------------- a real daemon
+
+
+async def test_with_a_real_daemon_status_is_healthy_and_requests_are_carried_out(
+    dsn: str, tmp_path: Path
+) -> None:
+    port = _free_port()
+    cfg = tmp_path / "daemon.yaml"
+    await anyio.Path(cfg).write_text(
+        yaml.safe_dump(
+            {
+                "database": {"dsn": dsn},
+                "daemon": {"state_directory": str(tmp_path / "state"), "node_name": "node-a"},
+                "metrics": {"listen_address": f"127.0.0.1:{port}"},
+                "logging": {"format": "json"},
+                "integrity": {"sample_interval_seconds": 0.5},
+                "collections": [
+                    {"name": "items", "table": "public.items", "vector_column": "embedding"}
+                ],
+            }
+        )
+    )
+    async with collection(dsn, SPEC), daemon(cfg, dsn, tmp_path / "daemon.log"):
+        with anyio.fail_after(60):
+            while (status := await cli("status", "-c", str(cfg))).returncode != 0:  # noqa: ASYNC110
+                await anyio.sleep(0.5)
+        assert re.search(r"actor lock: +held by pid \d+, ruvectord-actor", status.stdout)
+        assert re.search(r"^items +normal +1\.000 ", status.stdout, re.M), status.stdout
+
+        # the port the daemon holds is fine: it is the daemon itself
+        run = json.loads((await cli("doctor", "-c", str(cfg), "--json")).stdout)
+        port_check = next(c for c in run["checks"] if c["check"] == "metrics port")
+        assert port_check["result"] == "ok", port_check
+        assert port_check["detail"].startswith(
+            f"127.0.0.1:{port} is in use by ruvectord (node node-a"
+        )
+
+        paused = await cli("pause", "--reason", "disk replacement", "-c", str(cfg))
+        assert paused.returncode == 0, paused
+        lines = paused.stdout.splitlines()
+        assert lines[0].startswith("healing paused for every daemon on ")
+        assert lines[1] == "carried out by node-a: healing paused; lifted nothing", paused.stdout
+        resumed = await cli("resume", "-c", str(cfg), "--json")
+        doc = json.loads(resumed.stdout)
+        assert doc["daemon"]["wait"] == "done" and doc["daemon"]["processed_by"] == "node-a"
+        assert doc["daemon"]["result"] == {"healing": "resumed"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -34,6 +35,7 @@ async def cli(*args: str) -> subprocess.CompletedProcess[str]:
             capture_output=True,
             text=True,
             timeout=120,
+            env={**os.environ, "TZ": "UTC"},  # tables show local times, with their zone
         )
 
     return await anyio.to_thread.run_sync(run)
