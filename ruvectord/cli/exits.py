@@ -11,7 +11,7 @@ from __future__ import annotations
 OK = 0  # success; for status: every collection normal, sampled recently, a daemon acting
 FAILURE = 1  # a runtime failure: database unreachable, a doctor check failed, verification
 USAGE = 2  # bad input: a flag, an argument, the config file, an unknown collection
-DEGRADED = 3  # status: a collection in stress, or no daemon holds the actor lock
+DEGRADED = 3  # status: a collection in stress, no daemon holds the actor lock, no collection
 CRITICAL = 4  # status: a collection critical, in error, stale, or unknown to the database
 INTERRUPTED = 130  # Ctrl-C
 BROKEN_PIPE = 141  # stdout closed early (`| head -1`): 128 + SIGPIPE, as coreutils report it
@@ -25,7 +25,7 @@ exit codes:
   1  runtime failure (database unreachable, schema not migrated, a doctor check failed,
      a signature that does not verify, the daemon did not confirm a request in time)
   2  bad input (flag, argument, config file, unknown collection or action)
-  3  status: degraded (a collection in stress, or no daemon is acting)
+  3  status: degraded (a collection in stress, no daemon acting, or no collection)
   4  status: critical (a collection critical, in error, or stale: no recent sample)
   141 stdout was closed early (e.g. piped into head)
   status --nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line with perfdata

@@ -30,7 +30,9 @@ from ruvectord.postgres.pool import Database
 from ruvectord.postgres.store import Store
 from ruvectord.scenarios.collection import CollectionSpec
 from tests.chaos.test_chaos import daemon
+from tests.conftest import PgServer
 from tests.helpers import collection, connect, harness, hot_sample, make_config
+from tests.roles import parties
 
 ROOT = Path(__file__).parents[2]
 SPEC = CollectionSpec(partitions=8, rows_per_partition=20)
@@ -502,3 +504,26 @@ async def test_with_a_real_daemon_status_is_healthy_and_requests_are_carried_out
         doc = json.loads(resumed.stdout)
         assert doc["daemon"]["wait"] == "done" and doc["daemon"]["processed_by"] == "node-a"
         assert doc["daemon"]["result"] == {"healing": "resumed"}
+
+
+@pytest.mark.usefixtures("no_default_config")
+async def test_each_role_gets_what_roles_sql_gives_it(pg_server: PgServer) -> None:
+    """A reader (a dashboard, a Nagios check) may read, an operator may change, an application
+    may neither; each refusal is one line saying which membership it needs, exit 2."""
+    async with parties(pg_server) as p:
+        reader = await cli("status", "--nagios", "--dsn", p.as_(p.reader))
+        # no daemon has run here: nothing registered yet, which is worth a warning
+        assert reader.returncode == 1, reader
+        assert reader.stdout.startswith("RUVECTOR WARNING - no collections: none configured")
+        assert (await cli("heal", "list", "--dsn", p.as_(p.reader))).returncode == 0
+        refused = await cli("pause", "--dsn", p.as_(p.reader))
+        assert refused.returncode == 2
+        assert refused.stderr.startswith(
+            "error: permission denied for function ruvector_healing_enable; this needs a role "
+            "with the right membership (ruvector_operator for changes"
+        )
+        assert len(refused.stderr.splitlines()) == 1
+        operator = await cli("pause", "--reason", "maintenance", "--dsn", p.as_(p.operator))
+        assert operator.returncode == 0, operator
+        app = await cli("status", "--dsn", p.as_(p.app))
+        assert app.returncode == 2 and "permission denied for schema ruvector" in app.stderr

@@ -6,7 +6,7 @@ from typing import Any
 
 from ruvectord.cli import exits
 from ruvectord.cli.framework import Context, command
-from ruvectord.cli.output import Column, Output, Table
+from ruvectord.cli.output import Column, Output, Table, progress
 
 
 @command(
@@ -22,7 +22,8 @@ from ruvectord.cli.output import Column, Output, Table
 async def doctor(ctx: Context) -> Output:
     from ruvectord.doctor import run_checks
 
-    report = await run_checks(ctx.config, config_source=ctx.config_path, dsn=ctx.dsn)
+    async with progress("running the checks"):
+        report = await run_checks(ctx.config, config_source=ctx.config_path, dsn=ctx.dsn)
     rows: list[dict[str, Any]] = [
         {"result": c.level.value, "check": c.what, "detail": c.detail} for c in report.checks
     ]

@@ -7,7 +7,8 @@ Health, per collection, worst first:
             integrity critical
   degraded  integrity stress
   ok        normal and sampled recently
-and for the database: degraded when no daemon holds the actor lock (nothing can heal).
+and for the database: degraded when no daemon holds the actor lock (nothing can heal), or
+when there is no collection at all (none configured, none registered).
 Exit codes: 0 ok, 3 degraded, 4 critical; with --nagios 0 OK, 1 WARNING, 2 CRITICAL,
 3 UNKNOWN, and one line of text with performance data.
 """
@@ -152,7 +153,13 @@ async def status(ctx: Context) -> Output:
     )
     problems = [f"{r['collection']}: {r['problem']}" for r in rows if r["problem"]]
     health = max((Health[r["health"].upper()] for r in rows), default=Health.OK)
-    if actor is None and rows:
+    if not rows:  # nothing watched: a daemon that never ran here, or an empty config
+        health = Health.DEGRADED
+        problems.append(
+            "no collections: none configured, and none registered in the database (has "
+            "ruvectord run here?)"
+        )
+    elif actor is None:
         health = max(health, Health.DEGRADED)
         problems.append("no daemon holds the actor lock: nothing heals")
     healing = {
@@ -176,7 +183,9 @@ async def status(ctx: Context) -> Output:
         line = _nagios_line(word, rows, actor, problems)
         return Output(data, [line], code)
     short = [f"{r['collection']} {r['summary']}" for r in rows if r["health"] != "ok"]
-    if actor is None and rows:
+    if not rows:
+        short.append("no collections")
+    elif actor is None:
         short.append("no acting daemon")
     view = _view(rows, now, actor, healing, pending, health, short)
     return Output(data, view, health.exit_code)
