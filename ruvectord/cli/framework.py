@@ -278,19 +278,23 @@ def build_parser(commands: Sequence[Command]) -> Parser:
 
     for cmd in sorted(commands, key=rank):
         if len(cmd.path) == 1:
-            sub = top.add_parser(cmd.path[0], help=cmd.help, description=cmd.description)
+            sub = top.add_parser(
+                cmd.path[0], help=cmd.help, description=cmd.description, formatter_class=_Help
+            )
             top_names.append(cmd.path[0])
         else:
             head, leaf = cmd.path
             if head not in groups:
-                gp = top.add_parser(head, help=GROUPS.get(head, ""))
+                gp = top.add_parser(head, help=GROUPS.get(head, ""), formatter_class=_Help)
                 top_names.append(head)
                 groups[head] = gp.add_subparsers(
                     dest=f"{head}_command", required=True, metavar="SUBCOMMAND"
                 )
                 group_names[head] = []
                 gp.choices = group_names[head]
-            sub = groups[head].add_parser(leaf, help=cmd.help, description=cmd.description)
+            sub = groups[head].add_parser(
+                leaf, help=cmd.help, description=cmd.description, formatter_class=_Help
+            )
             group_names[head].append(leaf)
         _add_common(sub, cmd)
         for a in cmd.args:

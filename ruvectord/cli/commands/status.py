@@ -106,9 +106,9 @@ def _sampled(row: Mapping[str, Any], now: datetime | None) -> str:
     ],
     description="Integrity per collection (state, lambda_cut, last sample, throttles, the "
     "last decision), whether a daemon holds the actor lock, and whether healing is paused. "
-    "Exit code: 0 healthy; 3 degraded (a collection in stress, or no acting daemon); "
-    "4 critical (a collection critical, in error, stale or unknown to the database). "
-    "Without -c, the collections the database knows.",
+    "Exit code: 0 healthy; 3 degraded (a collection in stress, no acting daemon, or no "
+    "collection at all); 4 critical (a collection critical, in error, stale or unknown to the "
+    "database). With --dsn and no config file: the collections the database knows.",
 )
 async def status(ctx: Context) -> Output:
     db = ctx.db
