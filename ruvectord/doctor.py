@@ -33,7 +33,7 @@ import os
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -271,17 +271,35 @@ async def _connect(config: Config, dsn: str | None, report: Report) -> Database 
 
 
 async def _database_checks(db: Database, config: Config, report: Report) -> None:
-    report.add(await check_schema(db, config))
+    report.add(await _guarded("schema current", check_schema(db, config)))
     collections = list(config.collections) or await _collections_in_database(db)
-    found = [await inspect_collection(db, c) for c in collections]
-    report.add(await check_pgvector(db, found))
+    found = []
+    for c in collections:
+        try:
+            found.append(await inspect_collection(db, c))
+        except (asyncpg.PostgresError, RuvectordError) as exc:
+            found.append(CollectionFound(c.name, c.table, f"could not look it up: {exc}"))
+    report.add(await _guarded("pgvector", check_pgvector(db, found)))
     for f, c in zip(found, collections, strict=True):
         report.add(_collection_check(f, c))
     usable = [f for f in found if not f.problem]  # a broken collection fails its own line
     relations = sorted({r for f in usable for r in f.relations})
     tables = ",".join(f.table for f in usable)
-    report.add(*await check_daemon_role(db, relations))
-    report.add(await check_guard_grants(db, config, relations, tables))
+    try:
+        report.add(*await check_daemon_role(db, relations))
+    except (asyncpg.PostgresError, RuvectordError) as exc:
+        report.add(fail("daemon role grants", f"could not check: {exc}"))
+    report.add(
+        await _guarded("throttle guard grants", check_guard_grants(db, config, relations, tables))
+    )
+
+
+async def _guarded(what: str, check: Coroutine[Any, Any, Check]) -> Check:
+    """A check whose query fails is a failed check, and the others still run."""
+    try:
+        return await check
+    except (asyncpg.PostgresError, RuvectordError) as exc:
+        return fail(what, f"could not check: {exc}".replace("\n", " "))
 
 
 async def check_schema(db: Database, config: Config) -> Check:
