@@ -20,8 +20,6 @@ import pytest
 from ruvectord.clock import ManualClock
 from ruvectord.config import Config
 from ruvectord.healing.engine import RemediationEngine
-from ruvectord.live_config import LiveConfig
-from ruvectord.postgres.control import ControlStore
 from ruvectord.healing.journal import recover
 from ruvectord.healing.problems import ProblemKind
 from ruvectord.healing.strategy import RemediationContext, RemediationResult, StrategyRegistry
@@ -30,8 +28,10 @@ from ruvectord.integrity.graph import build
 from ruvectord.integrity.hysteresis import State, Step, Tracker
 from ruvectord.integrity.monitor import Cycle
 from ruvectord.integrity.snapshot import DatabaseStats, rates
+from ruvectord.live_config import LiveConfig
 from ruvectord.metrics import Metrics
 from ruvectord.postgres.actions import HealingStore
+from ruvectord.postgres.control import ControlStore
 from ruvectord.postgres.pool import Database
 from ruvectord.postgres.store import Store
 from tests.helpers import make_config
