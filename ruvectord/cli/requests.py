@@ -14,6 +14,7 @@ Outcomes and exit codes: processed `done` -> 0; processed `failed` -> 1; not pro
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -89,10 +90,12 @@ def _result_text(result: Mapping[str, Any] | None) -> str:
         return ""
     parts = []
     # what happened first (jsonb hands keys back by length), then the details
-    first = ("healing", "decision")
+    first = ("healing", "settings", "decision")
     for key, value in sorted(result.items(), key=lambda kv: (kv[0] not in first, kv[0])):
         if isinstance(value, list):
             value = ", ".join(str(v) for v in value) or "nothing"
+        elif isinstance(value, Mapping):
+            value = ", ".join(f"{k}={json.dumps(v)}" for k, v in value.items())
         parts.append(f"{key.replace('_', ' ')} {value}")
     return "; ".join(parts)
 

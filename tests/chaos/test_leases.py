@@ -151,7 +151,9 @@ async def test_pause_list_and_lift_from_the_cli_are_obeyed_and_signed(
             )
             paused = await cli("pause", "--reason", "disk replacement", *base)
             assert paused.returncode == 0, paused.stderr
-            assert "\ncarried out by node-a: healing paused" in paused.stdout, paused.stdout
+            assert (
+                "\ncarried out by node-a: settings healing.enabled=false; lifted " in paused.stdout
+            ), paused.stdout
             await _until(
                 conn,
                 "SELECT count(*) FROM ruvector.integrity_events WHERE event_type = "

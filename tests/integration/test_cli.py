@@ -410,20 +410,20 @@ async def test_waiting_for_the_acting_daemon_shows_progress_and_times_out(
     db: Database, dsn: str, state_dir: Path
 ) -> None:
     await _pending_actions(db, dsn, state_dir, 1)
+    lifted = "throttles on items lifted now; the acting daemon journals it and will not renew them"
     # nobody acts: said at once, nothing waited for
     started = time.monotonic()
-    alone = await cli("pause", "--reason", "disk", "--dsn", dsn)
+    alone = await cli("throttle", "lift", "items", "--dsn", dsn)
     assert alone.returncode == 0 and time.monotonic() - started < 10
-    assert alone.stdout.startswith("healing paused for every daemon on ")
-    assert alone.stdout.rstrip().endswith("(request 1)")
+    assert alone.stdout == f"{lifted} (request 1)\n"
     assert alone.stderr.startswith("note: no daemon holds the actor lock")
     # a daemon holds the lock but does not answer (hung): a plain progress line on a pipe,
     # then a clear timeout, exit 1, the request still queued
     async with actor_lock(dsn) as lock:
         pid = await lock.fetchval("SELECT pg_backend_pid()")
-        hung = await cli("resume", "--dsn", dsn, "--timeout", "2.5")
+        hung = await cli("throttle", "lift", "items", "--dsn", dsn, "--timeout", "2.5")
         assert hung.returncode == 1, hung
-        assert hung.stdout == f"healing resumed for every daemon on {db.target} (request 2)\n"
+        assert hung.stdout == f"{lifted} (request 2)\n"
         lines = hung.stderr.splitlines()
         assert lines[0] == (
             f"waiting for the acting daemon (pid {pid}) to carry out request 2... 1 s"
@@ -439,13 +439,13 @@ async def test_waiting_for_the_acting_daemon_shows_progress_and_times_out(
         assert doc["action_id"] == 1 and as_json.returncode == 1
         # on a terminal: a spinner redrawn in place, erased at the end
         code, screen = await anyio.to_thread.run_sync(
-            _on_a_terminal, ["resume", "--dsn", dsn, "--timeout", "2"]
+            _on_a_terminal, ["throttle", "lift", "items", "--dsn", dsn, "--timeout", "2"]
         )
         assert code == 1
         assert f"\r\x1b[K- waiting for the acting daemon (pid {pid})" in screen
         assert "\r\x1b[K\\ waiting" in screen or "\r\x1b[K| waiting" in screen
         # --no-wait: the request only
-        quick = await cli("pause", "--dsn", dsn, "--no-wait")
+        quick = await cli("throttle", "lift", "items", "--dsn", dsn, "--no-wait")
         assert quick.returncode == 0 and quick.stderr == "", quick
         assert (
             await db.fetchval(
@@ -455,7 +455,7 @@ async def test_waiting_for_the_acting_daemon_shows_progress_and_times_out(
         )
     # an operator-facing row in the queue the daemon will pick up, in order
     kinds = [r["kind"] for r in await db.fetch("SELECT kind FROM ruvector.healing_requests")]
-    assert kinds == ["enable", "enable", "approve", "enable", "enable"]
+    assert kinds == ["lift", "lift", "approve", "lift", "lift"]
 
 
 # --------------------------------------------------------------------------- a real daemon
@@ -499,11 +499,22 @@ async def test_with_a_real_daemon_status_is_healthy_and_requests_are_carried_out
         assert paused.returncode == 0, paused
         lines = paused.stdout.splitlines()
         assert lines[0].startswith("healing paused for every daemon on ")
-        assert lines[1] == "carried out by node-a: healing paused; lifted nothing", paused.stdout
+        assert lines[1] == (
+            "carried out by node-a: settings healing.enabled=false; lifted nothing"
+        ), paused.stdout
+        shown = await cli("status", "-c", str(cfg))
+        assert re.search(
+            r"^healing: +PAUSED by \S+ at \S+ \S+ UTC: disk replacement \(ruvectord resume\)$",
+            shown.stdout,
+            re.M,
+        ), shown.stdout
+        assert json.loads((await cli("status", "-c", str(cfg), "--json")).stdout)["healing"][
+            "paused"
+        ]
         resumed = await cli("resume", "-c", str(cfg), "--json")
         doc = json.loads(resumed.stdout)
         assert doc["daemon"]["wait"] == "done" and doc["daemon"]["processed_by"] == "node-a"
-        assert doc["daemon"]["result"] == {"healing": "resumed"}
+        assert doc["daemon"]["result"] == {"settings": {"healing.enabled": True}}
 
 
 @pytest.mark.usefixtures("no_default_config")
@@ -523,7 +534,9 @@ async def test_each_role_gets_what_roles_sql_gives_it(pg_server: PgServer) -> No
             "with the right membership (ruvector_operator for changes"
         )
         assert len(refused.stderr.splitlines()) == 1
+        # an operator may: the function runs, and says what is missing (no daemon yet)
         operator = await cli("pause", "--reason", "maintenance", "--dsn", p.as_(p.operator))
-        assert operator.returncode == 0, operator
+        assert operator.returncode == 2, operator
+        assert "no ruvectord daemon has published its settings yet" in operator.stderr
         app = await cli("status", "--dsn", p.as_(p.app))
         assert app.returncode == 2 and "permission denied for schema ruvector" in app.stderr

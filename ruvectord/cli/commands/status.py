@@ -143,8 +143,16 @@ async def status(ctx: Context) -> Output:
     from ruvectord.postgres.leader import actor_holder
 
     actor = await actor_holder(db)
-    control = await db.fetchrow(
-        "SELECT paused, reason, changed_by, changed_at FROM ruvector.control"
+    # healing.enabled: the database's override (ruvectord pause / resume, or
+    # ruvector_healing_configure), else what the acting daemon runs with (its config file)
+    switch = await db.fetchrow(
+        """
+        SELECT h.value AS override, h.updated_by, h.updated_at, h.reason,
+               e.value AS effective, e.source
+          FROM (SELECT 'healing.enabled'::text AS key) k
+          LEFT JOIN ruvector.healing_config h ON h.key = k.key
+          LEFT JOIN ruvector.effective_config e ON e.key = k.key
+        """
     )
     pending = await db.fetchval(
         "SELECT count(*) FROM ruvector.healing_actions a JOIN ruvector.collections c "
@@ -162,11 +170,15 @@ async def status(ctx: Context) -> Output:
     elif actor is None:
         health = max(health, Health.DEGRADED)
         problems.append("no daemon holds the actor lock: nothing heals")
+    assert switch is not None
+    paused = switch["override"] is False
     healing = {
-        "paused": bool(control and control["paused"]),
-        "reason": control["reason"] if control else None,
-        "changed_by": control["changed_by"] if control else None,
-        "changed_at": control["changed_at"] if control else None,
+        "enabled": not paused and switch["effective"] is not False,
+        "paused": paused,  # by an operator, in the database
+        "reason": switch["reason"] if paused else None,
+        "changed_by": switch["updated_by"] if paused else None,
+        "changed_at": switch["updated_at"] if paused else None,
+        "disabled_in": switch["source"] if switch["effective"] is False and not paused else None,
     }
     data = {
         "checked_at": now,
@@ -237,6 +249,14 @@ def _view(
                 "k": "healing",
                 "v": f"PAUSED by {healing['changed_by']} at {when(healing['changed_at'])}{why} "
                 "(ruvectord resume)",
+            }
+        )
+    elif not healing["enabled"]:
+        facts.append(
+            {
+                "k": "healing",
+                "v": "DISABLED in the acting daemon's configuration (healing.enabled: false, "
+                f"from its {healing['disabled_in']})",
             }
         )
     else:
