@@ -217,6 +217,15 @@ def _is_async(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture
+def no_default_config() -> None:
+    """For CLI tests that rely on --dsn alone: the default config file must not exist."""
+    from ruvectord.config import DEFAULT_CONFIG_PATH
+
+    if DEFAULT_CONFIG_PATH.exists():
+        pytest.skip(f"this host has {DEFAULT_CONFIG_PATH}, which the CLI would read")
+
+
+@pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
     path = tmp_path / "state"
     path.mkdir()

@@ -133,16 +133,29 @@ class ActorLock:
                 await conn.fetchval("SELECT 1")
 
     async def _holder(self, conn: asyncpg.Connection) -> str:
-        row = await conn.fetchrow(
-            """
-            SELECT a.pid, a.client_addr::text AS addr, a.backend_start
-              FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-             WHERE l.locktype = 'advisory' AND l.granted
-               AND ((l.classid::bigint << 32) | l.objid::bigint) = $1
-            """,
-            self.key,
-        )
+        row = await conn.fetchrow(HOLDER_SQL, self.key)
         if row is None:
             return "another daemon holds the actor lock"
         where = row["addr"] or "local socket"
         return f"another daemon holds the actor lock (backend pid {row['pid']}, from {where})"
+
+
+# Who holds the actor lock of this database (advisory locks are per database; pg_locks lists
+# every database's). pg_locks is readable by every role; the pg_stat_activity columns only by
+# the session's own role and pg_read_all_stats (pg_monitor), so they may be NULL for others.
+HOLDER_SQL = """
+    SELECT l.pid, a.client_addr::text AS addr, a.application_name, a.usename AS role,
+           a.backend_start, a.client_hostname AS hostname
+      FROM pg_locks l
+      LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND ((l.classid::bigint << 32) | l.objid::bigint) = $1
+"""
+
+
+async def actor_holder(db: Database, key: int = ACTOR_LOCK_KEY) -> dict[str, Any] | None:
+    """The backend that holds the actor lock (pid, addr, application_name, role,
+    backend_start), or None when no daemon acts on this database."""
+    row = await db.fetchrow(HOLDER_SQL, key)
+    return None if row is None else dict(row)

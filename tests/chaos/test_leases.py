@@ -7,6 +7,7 @@ the collection left the config, inserts were still turned away while integrity w
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -134,9 +135,12 @@ async def test_pause_list_and_lift_from_the_cli_are_obeyed_and_signed(
         async with hot_writers(dsn, vector), daemon(cfg, dsn, tmp_path / "d.log"):
             await _until(conn, HELD, 60)
             listed = await cli("throttle", "list", *base)
-            assert listed.returncode == 0 and "in force until" in listed.stdout, listed
+            assert listed.returncode == 0, listed
+            assert re.search(r"^items +insert +\d+% .* in force +\S+ \S+ UTC$", listed.stdout, re.M)
             lifted = await cli("throttle", "lift", "items", *base)
             assert lifted.returncode == 0, lifted.stderr
+            # the CLI waited for the acting daemon, which undid its action
+            assert "\ncarried out by node-a: lifted " in lifted.stdout, lifted.stdout
             # at once, in the database; and the lift holds throttling off (as a rejection does)
             assert await _rejected(conn, 30) == 0
             await _until(
@@ -147,6 +151,9 @@ async def test_pause_list_and_lift_from_the_cli_are_obeyed_and_signed(
             )
             paused = await cli("pause", "--reason", "disk replacement", *base)
             assert paused.returncode == 0, paused.stderr
+            assert (
+                "\ncarried out by node-a: settings healing.enabled=false; lifted " in paused.stdout
+            ), paused.stdout
             await _until(
                 conn,
                 "SELECT count(*) FROM ruvector.integrity_events WHERE event_type = "

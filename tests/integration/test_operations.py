@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
 import pytest
 
+from ruvectord.clock import ManualClock
 from ruvectord.integrity.hysteresis import State
 from ruvectord.metrics import Metrics
 from ruvectord.postgres.leader import ActorLock
@@ -32,6 +35,7 @@ async def cli(*args: str) -> subprocess.CompletedProcess[str]:
             capture_output=True,
             text=True,
             timeout=120,
+            env={**os.environ, "TZ": "UTC"},  # tables show local times, with their zone
         )
 
     return await anyio.to_thread.run_sync(run)
@@ -49,9 +53,10 @@ async def _config_file(tmp: Path, dsn: str, trusted: str = "") -> Path:
 
 
 async def _degrade(dsn: str, db: Database, state_dir: Path, samples: int = 3) -> str:
-    """Three hot samples; returns the public key (hex) the harness signed events with."""
+    """Three hot samples (on a clock that starts now, so they are fresh); returns the public
+    key (hex) the harness signed events with."""
     async with collection(dsn, SPEC) as conn:
-        h = await harness(db, make_config(dsn, state_dir, SPEC))
+        h = await harness(db, make_config(dsn, state_dir, SPEC), ManualClock(datetime.now(UTC)))
         monitor = h.monitor("items")
         await monitor.cycle()
         for _ in range(samples):
@@ -66,8 +71,9 @@ async def test_status_and_audit_verify_from_the_cli(
     key = await _degrade(dsn, db, state_dir)
     cfg = await _config_file(tmp_path, dsn)
     status = await cli("status", "-c", str(cfg))
-    assert status.returncode == 0, status.stderr
-    assert status.stdout.startswith("items: stress, lambda_cut 0.")
+    assert status.returncode == 3, status.stderr  # degraded: in stress, and no daemon acting
+    assert status.stdout.startswith("COLLECTION  STATE   LAMBDA  LAST SAMPLE")
+    assert "\nitems       stress   0.6" in status.stdout
     assert "weakest cut: 4 partition_link + 1 routing around public.items_p2" in status.stdout
     unknown = await cli("status", "-c", str(cfg), "nope")
     assert unknown.returncode == 2 and "unknown collection 'nope'" in unknown.stderr
@@ -103,6 +109,8 @@ async def test_heal_approve_reject_and_list_from_the_cli(
     cfg = await _config_file(tmp_path, dsn)
     approved = await cli("heal", "approve", "1", "-c", str(cfg))
     assert (approved.returncode, approved.stdout) == (0, "action 1 approved (request 1)\n")
+    # no daemon holds the actor lock: said at once, not waited for
+    assert approved.stderr.startswith("note: no daemon holds the actor lock"), approved.stderr
     again = await cli("heal", "approve", "1", "-c", str(cfg))
     assert again.returncode == 2 and "action 1 is approved, not pending approval" in again.stderr
     rejected = await cli("heal", "reject", "2", "-c", str(cfg))
@@ -110,8 +118,11 @@ async def test_heal_approve_reject_and_list_from_the_cli(
     missing = await cli("heal", "approve", "99", "-c", str(cfg))
     assert missing.returncode == 2 and "there is no healing action 99" in missing.stderr
     listing = await cli("heal", "list", "-c", str(cfg))
-    assert "scale_replicas       approved" in listing.stdout
-    assert "scale_replicas_again rejected" in listing.stdout
+    lines = listing.stdout.splitlines()
+    assert re.match(r"ID +CREATED +COLLECTION +STRATEGY +STATUS +LAMBDA +NOTE$", lines[0])
+    # newest first; times carry their zone
+    assert re.match(r" 2  \S+ \S+ UTC  items +scale_replicas_again +rejected +0.400 -> -", lines[1])
+    assert re.match(r" 1  \S+ \S+ UTC  items +scale_replicas +approved +0.400 -> -$", lines[2])
     report = await cli("effectiveness", "-c", str(cfg))
     assert report.stdout.strip().endswith(
         "overall: 0 attempt(s), 0% verified, mean time to recovery -"
