@@ -309,15 +309,20 @@ class RemediationEngine:
                 with anyio.fail_after(max(10.0, 2 * strategy.estimated_duration)):
                     await strategy.rollback(ctx)
             except Exception as exc:
-                await self.journal.update_action(
+                await self.journal.undo_succeeded(
                     row.id,
                     "rollback_failed",
-                    error_message=f"{why}; failed: {type(exc).__name__}: {exc}",
-                    completed_at=self.clock.now(),
+                    self.clock.now(),
+                    f"{why}; failed: {type(exc).__name__}: {exc}",
                 )
                 return f"rollback of {row.strategy_name} (action {row.id}) failed: {exc}"
-            await self.journal.update_action(
-                row.id, "rolled_back", error_message=why, completed_at=self.clock.now()
+            await self.journal.undo_succeeded(row.id, "rolled_back", self.clock.now(), why)
+            await self.audit(
+                action_id=row.id,
+                status="rolled_back",
+                strategy=row.strategy_name,
+                collection=row.collection,
+                reason=why,
             )
             return f"{row.strategy_name} (action {row.id}) rolled back"
 

@@ -237,6 +237,19 @@ class HealingStore:
 
     # ------------------------------------------------------------------ history
 
+    async def undo_succeeded(self, action_id: int, status: str, now: datetime, why: str) -> bool:
+        assert status in ("rolled_back", "rollback_failed")
+        done = await self.db.fetchval(
+            "UPDATE ruvector.healing_actions SET status = $2, completed_at = $3, "
+            "updated_at = now(), error_message = coalesce(error_message || '; ', '') || $4 "
+            "WHERE id = $1 AND status = 'succeeded' RETURNING id",
+            action_id,
+            status,
+            now,
+            why,
+        )
+        return done is not None
+
     async def history(self, collection_id: int, limit: int) -> list[PastRow]:
         # an action an operator lifted was both an attempt and a human's no
         rows = await self.db.fetch(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ruvectord.cli import framework
 from ruvectord.cli.commands import (  # noqa: F401
     audit,
+    control,
     daemon,
     demo,
     doctor,
@@ -22,7 +23,10 @@ framework.ORDER[:] = [
     "pause",
     "resume",
     "throttle",
+    "history",
     "effectiveness",
+    "strategies",
+    "config",
     "audit",
     "demo",
 ]

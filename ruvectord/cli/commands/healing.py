@@ -13,7 +13,7 @@ from ruvectord.cli.framework import Arg, Context, command, group, positive_int
 from ruvectord.cli.output import Column, Output, Table, fixed, plain, when
 from ruvectord.cli.requests import request_output, wait_for
 
-group("heal", "healing actions: list, approve, reject")
+group("heal", "healing: status, list, approve, reject, trigger, execute, abort, rollback")
 group("throttle", "throttles in force: list, lift")
 
 
@@ -164,29 +164,17 @@ async def throttle_lift(ctx: Context) -> Output:
 
 @command(
     "effectiveness",
-    "per-strategy weight, attempts, success rate, improvement; recovery time",
+    "per strategy: weight, attempts, success, gain; time to verification and to recovery",
     connect=True,
 )
 async def effectiveness(ctx: Context) -> Output:
-    from datetime import UTC, datetime, timedelta
+    rows = [dict(r) for r in await ctx.db.fetch("SELECT * FROM ruvector_healing_effectiveness()")]
+    strategies = [r for r in rows if r["strategy"] != "overall"]
+    overall = next((r for r in rows if r["strategy"] == "overall"), None)
 
-    from ruvectord.healing.learning import effectiveness as report_of
-    from ruvectord.postgres.actions import HealingStore
+    def seconds(value: Any) -> str:
+        return "-" if value is None else f"{value:.1f} s"
 
-    store = HealingStore(ctx.db)
-    since = datetime.now(UTC) - timedelta(days=ctx.config.healing.learning_window_days)
-    report = report_of(await store.outcomes_since(since), await store.load_weights())
-    strategies = [
-        {
-            "strategy": s.name,
-            "weight": s.weight,
-            "attempts": s.attempts,
-            "successes": s.successes,
-            "success_rate": s.success_rate,
-            "avg_improvement": s.avg_improvement,
-        }
-        for s in report.strategies
-    ]
     table = Table(
         [
             Column.key("STRATEGY", "strategy"),
@@ -194,20 +182,18 @@ async def effectiveness(ctx: Context) -> Output:
             Column.number("ATTEMPTS", "attempts"),
             Column.number("SUCCESS", "success_rate", lambda v: f"{v:.0%}"),
             Column.number("AVG GAIN", "avg_improvement", lambda v: f"{v:+.1%}"),
+            Column.number("TO VERIFY", "mean_time_to_verification_seconds", seconds),
+            Column.number("TO RECOVER", "mean_time_to_recovery_seconds", seconds),
         ],
         strategies,
         empty="no healing attempts in the learning window",
     )
-    mttr = report.mean_time_to_recovery_seconds
-    overall = (
-        f"overall: {report.attempts} attempt(s), {report.overall_success_rate:.0%} verified, "
-        f"mean time to recovery {'-' if mttr is None else f'{mttr:.1f} s'}"
-    )
-    data = {
-        "since": since,
-        "strategies": strategies,
-        "attempts": report.attempts,
-        "overall_success_rate": report.overall_success_rate,
-        "mean_time_to_recovery_seconds": mttr,
-    }
-    return Output(data, [table, overall])
+    lines: list[Any] = [table]
+    if overall is not None:
+        lines.append(
+            f"overall: {overall['attempts']} attempt(s), {overall['success_rate']:.0%} verified, "
+            f"mean time to verification {seconds(overall['mean_time_to_verification_seconds'])}, "
+            f"mean time to recovery (degraded -> normal) "
+            f"{seconds(overall['mean_time_to_recovery_seconds'])}"
+        )
+    return Output({"strategies": strategies, "overall": overall}, lines)

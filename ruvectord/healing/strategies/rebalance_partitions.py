@@ -26,6 +26,8 @@ class RebalancePartitions(moves.PlacementStrategy):
     name = "rebalance_partitions"
     handles = frozenset({ProblemKind.HOTSPOT_CONGESTION})
     impact = 0.3  # medium: rows move, writers wait a few milliseconds per batch
+    # what an operator may pass to ruvector_healing_execute (the design's example: max_moves)
+    manual_params = {"max_moves": {"kind": "int", "minimum": 1, "maximum": 1_000_000}}
 
     async def plan(self, ctx: RemediationContext) -> dict[str, Any]:
         try:
@@ -47,7 +49,10 @@ class RebalancePartitions(moves.PlacementStrategy):
                 "blocked": f"{ctx.collection} has no other partition to take rows",
                 "batches": [],
             }
-        legs = [moves.Leg(h, tuple(targets), moves.rows_to_move(h, targets, cfg)) for h in hot]
+        cap = int(ctx.params.get("max_moves", 1_000_000))
+        legs = [
+            moves.Leg(h, tuple(targets), min(cap, moves.rows_to_move(h, targets, cfg))) for h in hot
+        ]
         return {"legs": [moves.leg_json(leg) for leg in legs], "batches": []}
 
     async def execute(self, ctx: RemediationContext) -> RemediationResult:
