@@ -13,7 +13,7 @@ Moved rows stay where they are once the action is verified (not lifted on recove
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from ruvectord.healing import moves
 from ruvectord.healing.problems import HotspotCongestion, ProblemKind
@@ -27,7 +27,9 @@ class RebalancePartitions(moves.PlacementStrategy):
     handles = frozenset({ProblemKind.HOTSPOT_CONGESTION})
     impact = 0.3  # medium: rows move, writers wait a few milliseconds per batch
     # what an operator may pass to ruvector_healing_execute (the design's example: max_moves)
-    manual_params = {"max_moves": {"kind": "int", "minimum": 1, "maximum": 1_000_000}}
+    manual_params: ClassVar[dict[str, dict[str, Any]]] = {
+        "max_moves": {"kind": "int", "minimum": 1, "maximum": 1_000_000}
+    }
 
     async def plan(self, ctx: RemediationContext) -> dict[str, Any]:
         try:
