@@ -1,11 +1,12 @@
 """Composition root: wires adapters to the core and owns every lifecycle.
 
-One anyio task group holds named tasks: signals, the metrics endpoint, the systemd watchdog,
-housekeeping, the actor lock, and one loop per collection. Signal handlers only deliver
-signals to a task that acts on them (as Patroni does): SIGHUP validates the new file and keeps
-the running config when it is bad; SIGTERM/SIGINT stop taking work, cancel the current step
-(healing steps shield their journal writes and rollbacks) and exit 0 within
-`daemon.shutdown_timeout_seconds`.
+One anyio task group holds named tasks: signals, the metrics endpoint, the systemd watchdog
+(fed only while the collection loops make progress, see health.py), the database probe behind
+`ruvectord_database_up`, housekeeping, the actor lock, and one loop per collection. Signal
+handlers only deliver signals to a task that acts on them (as Patroni does): SIGHUP validates
+the new file and keeps the running config when it is bad; SIGTERM/SIGINT stop taking work,
+cancel the current step (healing steps shield their journal writes and rollbacks) and exit 0
+within `daemon.shutdown_timeout_seconds`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ from ruvectord.healing.intake import Intake
 from ruvectord.healing.journal import recover
 from ruvectord.healing.strategies import builtin_registry
 from ruvectord.healing.strategies.throttle_ingestion import ensure_guard
-from ruvectord.integrity.monitor import CollectionMonitor, Healer, Runtime
+from ruvectord.health import Facts, Progress, status_line
+from ruvectord.integrity.monitor import CollectionMonitor, Healer, Runtime, sample_bound
 from ruvectord.live_config import LiveConfig
 from ruvectord.logs import get_logger, setup_logging
 from ruvectord.metrics import Endpoint, Metrics, open_endpoint
@@ -50,6 +52,8 @@ from ruvectord.systemd import Notifier
 log = get_logger("ruvectord.daemon")
 
 HOUSEKEEPING_SECONDS = 600.0
+PROBE_SECONDS = 5.0  # how often the database probe asks, at most
+ACTOR_FIRST_TRY_SECONDS = 5.0  # READY waits this long to say truthfully whether it acts
 
 # Builds the healer once the database is up; None means "monitor only".
 HealerFactory = Callable[["Daemon"], Awaitable[Healer | None]]
@@ -102,6 +106,8 @@ class Daemon:
         self._tg: TaskGroup | None = None
         self._stopping = False
         self._last_status = ""
+        self.progress = Progress()
+        self.database_down_since: datetime | None = None
         self.ready = anyio.Event()
         # long-running tasks that adapters built in _start need (e.g. the actor lock)
         self.background: list[tuple[str, Callable[[], Awaitable[None]]]] = []
@@ -134,8 +140,14 @@ class Daemon:
                 if self.notifier.watchdog_interval:
                     tg.start_soon(self._watchdog, name="watchdog")
                 tg.start_soon(self._housekeeping, name="housekeeping")
+                tg.start_soon(_logged("database-probe", self._probe), name="database-probe")
                 for task_name, task in self.background:
                     tg.start_soon(_logged(task_name, task), name=task_name)
+                if self.actor is not None:
+                    # so that the first samples are recorded by the acting daemon only, and
+                    # READY says truthfully whether this one acts
+                    with anyio.move_on_after(ACTOR_FIRST_TRY_SECONDS):
+                        await self.actor.tried.wait()
                 for c in self.config.collections:
                     self._start_loop(c)
                 status = self._status_line()
@@ -184,7 +196,17 @@ class Daemon:
         await self.live.refresh()
         self.config = cfg = self.live.effective
         self.collection_ids = await self.store.sync_collections(cfg)
-        self.rt = Runtime(cfg, self.clock, self.metrics, self.store, observers=list(self.observers))
+        self.rt = Runtime(
+            cfg,
+            self.clock,
+            self.metrics,
+            self.store,
+            observers=list(self.observers),
+            progress=self.progress,
+            # with several daemons on one database, only the acting one records
+            writes=lambda: self.actor is None or self.actor.is_actor,
+            after_cycle=self._refresh_status,
+        )
         live, notifications = self.live, self.notifications
 
         async def settings() -> None:
@@ -195,6 +217,8 @@ class Daemon:
         self.background.append(("settings", settings))
         if self.healer_factory is not None:
             self.healer = await self.healer_factory(self)
+        if self.engine is not None:
+            self.progress.healing_bound = healing_bound(self.engine.registry.strategies, cfg)
 
     async def _close(self) -> None:
         self.shutdown.begin(self.config.daemon.shutdown_timeout_seconds)
@@ -236,16 +260,58 @@ class Daemon:
                     return
 
     async def _watchdog(self) -> None:
+        """WATCHDOG=1 only while every collection loop makes progress (health.Progress)."""
         interval = self.notifier.watchdog_interval
         assert interval is not None
+        withheld: list[str] = []
         while True:
-            self.notifier.watchdog()
+            stalled = self.progress.stalled(self.clock.monotonic())
+            if not stalled:
+                self.notifier.watchdog()
+                if withheld:
+                    log.warning("watchdog_resumed", msg="collection loops make progress again")
+            elif stalled != withheld:
+                line = "; ".join(stalled)
+                log.error(
+                    "watchdog_withheld",
+                    stalled=stalled,
+                    msg=f"not pinging the systemd watchdog: {line}; systemd restarts ruvectord "
+                    "when WatchdogSec runs out",
+                )
+                self._refresh_status()
+            withheld = stalled
             await anyio.sleep(interval)
+
+    async def _probe(self) -> None:
+        """`ruvectord_database_up` follows whether the server answers, checked every few
+        seconds without retries, so it drops to 0 during an outage and not only at start."""
+        assert self.db is not None
+        while True:
+            cfg = self.config
+            every = min(PROBE_SECONDS, cfg.integrity.sample_interval_seconds)
+            why = await self.db.probe(min(cfg.database.connect_timeout_seconds, PROBE_SECONDS))
+            self.metrics.up.set(0 if why else 1)
+            if why and self.database_down_since is None:
+                self.database_down_since = self.clock.now()
+                log.error("database_down", error=why, msg=f"database unreachable: {why}")
+                self._refresh_status()
+            elif not why and self.database_down_since is not None:
+                since = self.database_down_since
+                self.database_down_since = None
+                log.warning(
+                    "database_back",
+                    msg=f"database answers again (unreachable since {since.isoformat()})",
+                )
+                self._refresh_status()
+            await anyio.sleep(every)
 
     async def _housekeeping(self) -> None:
         assert self.store is not None
         while True:
             i = self.config.integrity
+            if self.actor is not None and not self.actor.is_actor:
+                await self.clock.sleep(HOUSEKEEPING_SECONDS)
+                continue  # the acting daemon prunes
             try:
                 cutoff = self.clock.now() - timedelta(days=i.sample_retention_days)
                 deleted = await self.store.prune_samples(cutoff, i.prune_batch_size)
@@ -268,6 +334,12 @@ class Daemon:
         )
         scope = anyio.CancelScope()
         self.loops[collection.name] = _Loop(collection, monitor, scope)
+        self.progress.register(
+            collection.name,
+            interval=self.config.integrity.sample_interval_seconds,
+            sample_bound=sample_bound(self.config),
+            now=self.clock.monotonic(),
+        )
         strategies = self.engine.registry.names if self.engine is not None else []
         self.metrics.declare_collection(collection.name, strategies)
         self.metrics.approval_ttl.set(self.config.healing.approval_ttl_seconds)
@@ -285,7 +357,9 @@ class Daemon:
         loop = self.loops.pop(name, None)
         if loop is not None:
             loop.scope.cancel()
-            self.metrics.forget_collection(name)
+            self.progress.forget(name)
+            strategies = self.engine.registry.names if self.engine is not None else []
+            self.metrics.forget_collection(name, strategies)
             log.info("collection_loop_stopped", collection=name)
 
     # ------------------------------------------------------------------ reload
@@ -377,22 +451,30 @@ class Daemon:
 
     # ------------------------------------------------------------------ status
 
-    def _status_line(self) -> str:
-        n = len(self.config.collections)
-        line = f"monitoring {n} collection{'s' if n != 1 else ''}"
-        degraded = sorted(
-            f"{name} {loop.monitor.tracker.state.value}"
-            for name, loop in self.loops.items()
-            if loop.monitor.tracker.state.degraded
+    def _facts(self) -> Facts:
+        monitors = [loop.monitor for loop in self.loops.values()]
+        samples = [m.last.snapshot.taken_at for m in monitors if m.last is not None]
+        return Facts(
+            collections=len(self.config.collections),
+            acting=None if self.actor is None else self.actor.is_actor,
+            why_not_acting="" if self.actor is None else self.actor.why_not,
+            healing_enabled=self.config.healing.enabled,
+            degraded=tuple(
+                sorted(
+                    (m.name, m.tracker.state.value) for m in monitors if m.tracker.state.degraded
+                )
+            ),
+            failing=tuple(sorted((m.name, m.failing) for m in monitors if m.failing)),
+            last_sample=max(samples, default=None),
+            database_down_since=self.database_down_since,
+            stalled=tuple(self.progress.stalled(self.clock.monotonic())),
         )
-        if degraded:
-            line += f"; degraded: {', '.join(degraded)}"
-        if self.actor is not None:
-            line += "; acting" if self.actor.is_actor else "; monitoring only"
-        return line
 
-    def _on_cycle(self, cycle: Any, line: str) -> None:
-        """Keep systemd's STATUS= current, but only send it when it changes."""
+    def _status_line(self) -> str:
+        return status_line(self._facts(), self.clock.now())
+
+    def _refresh_status(self) -> None:
+        """Keep systemd's STATUS= current (after every cycle); sent only when it changes."""
         status = self._status_line()
         if status != self._last_status:
             self._last_status = status
@@ -412,14 +494,30 @@ class Daemon:
         actor = None
         if self.actor is not None:
             actor = {"acting": self.actor.is_actor, "why_not": self.actor.why_not or None}
+        facts = self._facts()
+        down = self.database_down_since
         return {
             "version": __version__,
             "node": self.config.daemon.node_name,
             "pid": os.getpid(),
             "database": self.db.target if self.db else None,
+            "database_up": down is None,
+            "database_down_since": None if down is None else down.isoformat(),
             "actor": actor,
+            "stalled": list(facts.stalled),
+            "last_sample": None if facts.last_sample is None else facts.last_sample.isoformat(),
+            "summary": status_line(facts, self.clock.now()),
             "collections": collections,
         }
+
+
+def healing_bound(strategies: Any, config: Config) -> float:
+    """The longest a healing step may keep a collection loop busy: the executor's bounds for
+    the slowest strategy (execute at twice its estimate, settle and measure, undo twice), and a
+    margin for the journal writes around them."""
+    longest = max((float(s.estimated_duration) for s in strategies), default=0.0)
+    undo = max(10.0, 2 * longest) + max(10.0, longest)
+    return 2 * longest + config.healing.settle_seconds + sample_bound(config) + undo + 60.0
 
 
 def _logged(
@@ -458,7 +556,19 @@ async def build_healer(daemon: Daemon) -> Healer | None:
         cfg = daemon.config
         if daemon.live is not None:
             await daemon.live.publish(registry.strategies)
-        done = await recover(journal, registry, db, cfg.healing, audit, daemon.clock.now())
+
+        def rollback_failed(collection: str, strategy: str) -> None:
+            daemon.metrics.rollback_failures.labels(collection, strategy).inc()
+
+        done = await recover(
+            journal,
+            registry,
+            db,
+            cfg.healing,
+            audit,
+            daemon.clock.now(),
+            on_rollback_failed=rollback_failed,
+        )
         if done:
             log.warning("previous_actions_recovered", actions=done)
         if not cfg.healing.throttle.install_trigger:

@@ -19,7 +19,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -293,14 +292,11 @@ async def _scenario(out: Timeline, work: Workload, spec: CollectionSpec, interva
 
 
 async def _report(out: Timeline, daemon: Any, work: Workload) -> None:
-    from ruvectord.healing.learning import effectiveness
     from ruvectord.postgres.actions import HealingStore
 
     store = HealingStore(daemon.db)
-    since = datetime.now(UTC) - timedelta(days=1)
-    report = effectiveness(await store.outcomes_since(since), await store.load_weights())
     out.phase("effectiveness report")
-    for line in report.lines():
+    for line in await _effectiveness_lines(daemon.db):
         out.emit("report", f"  {line}")
     c = work.counts
     out.emit(
@@ -321,3 +317,27 @@ async def _report(out: Timeline, daemon: Any, work: Workload) -> None:
             strategy=a["strategy_name"],
             status=a["status"],
         )
+
+
+async def _effectiveness_lines(db: Any) -> list[str]:
+    """What `ruvectord effectiveness` prints, from the same SQL function."""
+    rows = await db.fetch("SELECT * FROM ruvector_healing_effectiveness()")
+
+    def secs(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f} s"
+
+    out = [f"{'strategy':<22} {'weight':>7} {'attempts':>8} {'success':>8} {'avg gain':>9}"]
+    for r in rows:
+        if r["strategy"] != "overall":
+            out.append(
+                f"{r['strategy']:<22} {r['weight'] or 1.0:>7.2f} {r['attempts']:>8} "
+                f"{r['success_rate']:>7.0%} {r['avg_improvement']:>+9.1%}"
+            )
+    overall = next((r for r in rows if r["strategy"] == "overall"), None)
+    if overall is not None:
+        out.append(
+            f"overall: {overall['attempts']} attempt(s), {overall['success_rate']:.0%} verified; "
+            f"mean time to verification {secs(overall['mean_time_to_verification_seconds'])}, "
+            f"to recovery (degraded -> normal) {secs(overall['mean_time_to_recovery_seconds'])}"
+        )
+    return out

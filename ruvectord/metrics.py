@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -41,6 +42,10 @@ from ruvectord.logs import get_logger
 log = get_logger("ruvectord.metrics")
 
 STATE_VALUE = {"normal": 0, "stress": 1, "critical": 2}
+# why a sample failed: the collection as configured (a missing table, a bad column), the
+# database (unreachable, an SQL error), the sample's time bound, or a bug of ours
+SAMPLE_ERROR_REASONS = ("collection", "database", "timeout", "internal")
+OPERATIONS = ("insert", "bulk_insert")  # what a throttle turns away
 
 
 class Metrics:
@@ -155,9 +160,17 @@ class Metrics:
             ["collection"],
             registry=r,
         )
+        self.healing_ttv = Gauge(
+            "ruvector_healing_time_to_verification_seconds",
+            "Mean time from the start of a degradation to a verified healing action, over the "
+            "learning window (NaN: none yet)",
+            ["collection"],
+            registry=r,
+        )
         self.healing_ttr = Gauge(
             "ruvector_healing_time_to_recovery_seconds",
-            "Mean time from degradation to a verified healing, over the learning window",
+            "Mean time from leaving normal to the return to normal (the recorded transitions), "
+            "over the learning window (NaN: none yet)",
             ["collection"],
             registry=r,
         )
@@ -214,6 +227,8 @@ class Metrics:
     def declare_collection(self, collection: str, strategies: list[str]) -> None:
         """Every per-collection series exists from the start, so an alert or a graph never
         sees a gap (or an absent series) before the first sample or the first healing."""
+        for reason in SAMPLE_ERROR_REASONS:
+            self.sample_errors.labels(collection, reason)
         for strategy in strategies:
             self.healing_attempts.labels(collection, strategy)
             self.healing_success.labels(collection, strategy)
@@ -225,33 +240,56 @@ class Metrics:
             self.oldest_pending,
         ):
             gauge.labels(collection).set(0)
-        for op in ("insert", "bulk_insert"):
+        # not known until the loop has read what is recorded (NaN, not a misleading 0)
+        for gauge in (
+            self.healing_success_rate,
+            self.healing_avg_improvement,
+            self.healing_ttv,
+            self.healing_ttr,
+        ):
+            gauge.labels(collection).set(math.nan)
+        for op in OPERATIONS:
             self.throttle_pct.labels(collection, op).set(0)
             self.throttle_expiry.labels(collection, op).set(0)
 
-    def forget_collection(self, collection: str) -> None:
-        for gauge in (
+    def forget_collection(self, collection: str, strategies: list[str]) -> None:
+        """Drop every series of a collection that left the configuration (a stale series
+        would keep an alert firing for something no longer watched)."""
+        singles: tuple[Any, ...] = (
             self.lambda_cut,
             self.lambda_cut_raw,
             self.lambda2,
             self.state,
             self.witness_edges,
+            self.sample_duration,
             self.healing_active,
             self.healing_cooldown,
             self.healing_success_rate,
             self.healing_avg_improvement,
+            self.healing_ttv,
             self.healing_ttr,
             self.healing_enabled,
             self.last_sample,
             self.pending_approvals,
             self.oldest_pending,
-        ):
+        )
+        keys: list[tuple[Any, tuple[str, ...]]] = [(m, ()) for m in singles]
+        keys += [(m, (op,)) for m in (self.throttle_pct, self.throttle_expiry) for op in OPERATIONS]
+        keys += [(self.sample_errors, (reason,)) for reason in SAMPLE_ERROR_REASONS]
+        keys += [(self.transitions, (a, b)) for a in STATE_VALUE for b in STATE_VALUE if a != b]
+        keys += [
+            (m, (strategy,))
+            for m in (
+                self.healing_attempts,
+                self.healing_success,
+                self.healing_duration,
+                self.rollback_failures,
+            )
+            for strategy in strategies
+        ]
+        for metric, rest in keys:
             with contextlib.suppress(KeyError):
-                gauge.remove(collection)
-        for labelled in (self.throttle_pct, self.throttle_expiry):
-            for op in ("insert", "bulk_insert"):
-                with contextlib.suppress(KeyError):
-                    labelled.remove(collection, op)
+                metric.remove(collection, *rest)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -150,7 +150,10 @@ class RemediationEngine:
         why = f": {pause.reason}" if pause.reason else ""
         return f"healing is paused by {pause.by} at {pause.at:%Y-%m-%d %H:%M:%S %Z}{why}"
 
-    # ------------------------------------------------------------------ the monitor's hook
+    # ------------------------------------------------------------------ the monitor's hooks
+
+    async def export(self, collection_id: int, name: str) -> None:
+        await self.executor.export(collection_id, name)
 
     async def after_sample(self, cycle: Cycle, monitor: Measure) -> str | None:
         name, cid = cycle.collection.name, cycle.collection_id

@@ -477,10 +477,10 @@ class Executor:
         now = self.clock.now()
         name = a.cycle.collection.name
         degraded_since = await self.journal.degraded_since(name)
-        ttr = None
+        ttv = None
         if degraded_since is not None and a.outcome.verified:
-            ttr = (now - degraded_since).total_seconds()
-        await self.journal.record_outcome(self._outcome_record(a, ttr))
+            ttv = (now - degraded_since).total_seconds()
+        await self.journal.record_outcome(self._outcome_record(a, ttv))
         await self.audit(
             action_id=a.outcome.action_id,
             status=a.outcome.status,
@@ -509,16 +509,24 @@ class Executor:
             stats = strategy_weights(await self.journal.outcomes_since(since))
             await self.journal.save_weights(stats)
             self._set_weights({k: v.weight for k, v in stats.items()})
-        mine = effectiveness(await self.journal.outcomes_since(since, a.cycle.collection_id))
-        m = self.metrics
-        m.healing_success_rate.labels(name).set(mine.overall_success_rate)
-        m.healing_avg_improvement.labels(name).set(
-            sum(s.avg_improvement * s.attempts for s in mine.strategies) / max(1, mine.attempts)
-        )
-        if mine.mean_time_to_recovery_seconds is not None:
-            m.healing_ttr.labels(name).set(mine.mean_time_to_recovery_seconds)
+        await self.export(a.cycle.collection_id, name)
 
-    def _outcome_record(self, a: Attempt, ttr: float | None = None) -> OutcomeRecord:
+    async def export(self, collection_id: int, name: str) -> None:
+        """The collection's effectiveness gauges over the learning window (NaN: no attempt)."""
+        since = self.clock.now() - timedelta(days=self.settings.learning_window_days)
+        mine = effectiveness(await self.journal.outcomes_since(since, collection_id))
+        m = self.metrics
+        nan = math.nan
+        m.healing_success_rate.labels(name).set(mine.overall_success_rate if mine.attempts else nan)
+        m.healing_avg_improvement.labels(name).set(
+            sum(s.avg_improvement * s.attempts for s in mine.strategies) / mine.attempts
+            if mine.attempts
+            else nan
+        )
+        ttv = mine.mean_time_to_verification_seconds
+        m.healing_ttv.labels(name).set(nan if ttv is None else ttv)
+
+    def _outcome_record(self, a: Attempt, ttv: float | None = None) -> OutcomeRecord:
         cycle, outcome = a.cycle, a.outcome
         improvement = None
         if outcome.final_lambda is not None and cycle.lambda_cut > 0:
@@ -545,7 +553,7 @@ class Executor:
                 "state": cycle.state.value,
                 "action_id": outcome.action_id,
                 "status": outcome.status,
-                "time_to_recovery_seconds": ttr,
+                "time_to_verification_seconds": ttv,
                 "backends": cycle.snapshot.activity.backends,
                 "waiting": cycle.snapshot.activity.waiting,
                 "memory_pct": round(memory.usage_pct, 2) if memory else None,

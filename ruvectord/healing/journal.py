@@ -221,8 +221,13 @@ async def recover(
     settings: HealingConfig,
     audit: Audit,
     now: datetime,
+    *,
+    on_rollback_failed: Callable[[str, str], None] | None = None,
 ) -> list[tuple[int, str]]:
-    """Roll back or mark every in-flight action; returns (action id, new status) pairs."""
+    """Roll back or mark every in-flight action; returns (action id, new status) pairs.
+
+    `on_rollback_failed(collection, strategy)` is told of each rollback that failed (the
+    daemon counts them in `ruvector_healing_rollback_failures_total`)."""
     done: list[tuple[int, str]] = []
     for row in await journal.in_flight():
         # each action is undone and recorded as a whole, even if a shutdown arrives meanwhile
@@ -230,6 +235,8 @@ async def recover(
             status = await _recover_and_record(journal, registry, sql, settings, audit, now, row)
         if status is not None:
             done.append((row.id, status))
+            if status == "rollback_failed" and on_rollback_failed is not None:
+                on_rollback_failed(row.collection, row.strategy_name)
     return done
 
 

@@ -23,7 +23,7 @@ class OutcomeRow:
     improvement_pct: float | None
     started_at: datetime
     completed_at: datetime | None = None
-    time_to_recovery_seconds: float | None = None
+    time_to_verification_seconds: float | None = None
 
     @property
     def effective(self) -> bool:
@@ -67,25 +67,9 @@ class EffectivenessReport:
     strategies: tuple[StrategyStats, ...]
     attempts: int
     overall_success_rate: float
-    mean_time_to_recovery_seconds: float | None
-
-    def lines(self) -> list[str]:
-        out = [f"{'strategy':<22} {'weight':>7} {'attempts':>8} {'success':>8} {'avg gain':>9}"]
-        for s in self.strategies:
-            out.append(
-                f"{s.name:<22} {s.weight:>7.2f} {s.attempts:>8} {s.success_rate:>7.0%} "
-                f"{s.avg_improvement:>+9.1%}"
-            )
-        mttr = (
-            "-"
-            if self.mean_time_to_recovery_seconds is None
-            else f"{self.mean_time_to_recovery_seconds:.1f} s"
-        )
-        out.append(
-            f"overall: {self.attempts} attempt(s), {self.overall_success_rate:.0%} verified, "
-            f"mean time to recovery {mttr}"
-        )
-        return out
+    # from the start of the degradation to the verified action; time to *recovery* (back to
+    # normal) comes from the transitions, not from outcomes (ruvector_healing_effectiveness())
+    mean_time_to_verification_seconds: float | None
 
 
 def effectiveness(
@@ -105,14 +89,14 @@ def effectiveness(
             )
             for k, v in stats.items()
         }
-    recoveries = [
-        o.time_to_recovery_seconds
+    verified = [
+        o.time_to_verification_seconds
         for o in rows
-        if o.effective and o.time_to_recovery_seconds is not None
+        if o.effective and o.time_to_verification_seconds is not None
     ]
     return EffectivenessReport(
         tuple(stats.values()),
         len(rows),
         sum(1 for o in rows if o.effective) / len(rows) if rows else 0.0,
-        sum(recoveries) / len(recoveries) if recoveries else None,
+        sum(verified) / len(verified) if verified else None,
     )

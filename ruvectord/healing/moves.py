@@ -27,8 +27,8 @@ from typing import Any
 
 import anyio
 
+from ruvectord import testpoints
 from ruvectord.config import Config, PlacementConfig
-from ruvectord.healing import testpoints
 from ruvectord.healing.strategy import RemediationContext, RemediationResult, Sql
 
 LOCK_NOT_AVAILABLE = "55P03"

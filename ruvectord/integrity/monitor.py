@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import anyio
@@ -19,12 +19,14 @@ import anyio
 from ruvectord.clock import Clock
 from ruvectord.config import CollectionConfig, Config
 from ruvectord.errors import CollectionError
+from ruvectord.health import Progress
 from ruvectord.integrity.evaluate import IntegrityResult, evaluate
 from ruvectord.integrity.graph import ContractedGraph, build
 from ruvectord.integrity.hysteresis import Policy, State, Step, Tracker, observe
 from ruvectord.integrity.snapshot import Snapshot, rates
 from ruvectord.logs import get_logger
-from ruvectord.metrics import STATE_VALUE, Metrics
+from ruvectord.metrics import OPERATIONS, STATE_VALUE, Metrics
+from ruvectord.testpoints import reach
 
 
 class SnapshotSource(Protocol):
@@ -72,6 +74,14 @@ class IntegrityStore(Protocol):
 
     async def set_decision(self, collection_id: int, decision: str) -> None: ...
 
+    async def read_held(self, collection_id: int) -> Held:
+        """What healing holds, for a daemon that does not record samples."""
+        ...
+
+    async def mean_recovery_seconds(self, collection: str, since: datetime) -> float | None:
+        """Mean time from leaving normal to the first return to normal, since `since`."""
+        ...
+
 
 @dataclass(frozen=True)
 class Cycle:
@@ -97,6 +107,10 @@ class Healer(Protocol):
         """React to a sample; return a short phrase of what healing decided, if anything."""
         ...
 
+    async def export(self, collection_id: int, name: str) -> None:
+        """Set the collection's healing gauges from what is recorded (when a loop starts)."""
+        ...
+
 
 @dataclass
 class Runtime:
@@ -109,6 +123,19 @@ class Runtime:
     decisions: dict[str, str] = field(default_factory=dict)  # collection -> last human line
     # called with every completed cycle and its human line (the demo's timeline uses it)
     observers: list[Callable[[Cycle, str], None]] = field(default_factory=list)
+    # when each loop last finished a cycle: what the systemd watchdog is fed from
+    progress: Progress = field(default_factory=Progress)
+    # whether this daemon writes shared state (samples, transitions, statuses): only the
+    # acting one does when several watch the same database; the others sample and export
+    writes: Callable[[], bool] = lambda: True
+    # called after every cycle, good or failed (the daemon refreshes systemd's STATUS)
+    after_cycle: Callable[[], None] = lambda: None
+
+
+def sample_bound(config: Config) -> float:
+    """How long one sample may take before it fails: its few statements, each bounded by the
+    statement timeout, and a floor for connecting."""
+    return max(config.database.statement_timeout_seconds * 3, 5.0)
 
 
 def policy_from(config: Config) -> Policy:
@@ -143,6 +170,7 @@ class CollectionMonitor:
         self.last: Cycle | None = None
         self.failing: str | None = None
         self._restored = False
+        self._writing = False  # whether the last cycle wrote shared state
         self._one_cycle = anyio.Lock()
         self._bad_rows = 0  # centroid_stats rows the sampler skipped, as last warned
         self.log = get_logger("ruvectord.monitor", collection=collection.name)
@@ -158,6 +186,10 @@ class CollectionMonitor:
             saved = Tracker.from_json(raw, self.rt.clock.instant())
             self.tracker = saved
             self.log.info("state_restored", state=saved.state.value, streak=saved.low_streak)
+        # the gauges from what is recorded, so a restart shows no gap until the next heal
+        await self.export_recovery()
+        if self.healer is not None:
+            await self.healer.export(self.collection_id, self.name)
 
     async def run(self) -> None:
         while True:
@@ -172,13 +204,20 @@ class CollectionMonitor:
         One at a time: the loop and a requested sample (`ruvector_healing_trigger`) take turns.
         """
         async with self._one_cycle:
-            return await self._cycle_safely()
+            try:
+                return await self._cycle_safely()
+            finally:
+                rt = self.rt
+                interval = rt.config.integrity.sample_interval_seconds
+                rt.progress.finished(self.name, rt.clock.monotonic(), interval=interval)
+                rt.after_cycle()
 
     async def _cycle_safely(self) -> Cycle | None:
         try:
             if not self._restored:
                 await self.restore()  # retried every cycle until the database answers
                 self._restored = True
+                self._writing = self.rt.writes()
             return await self.cycle()
         except CollectionError as exc:
             self._failed("collection", exc.reason, exc)
@@ -186,7 +225,7 @@ class CollectionMonitor:
             self._failed("timeout", "sampling timed out", exc)
         except Exception as exc:
             self._failed(_reason(exc), f"{type(exc).__name__}: {exc}", exc)
-        if self.failing is not None:
+        if self.failing is not None and self._writing:
             try:
                 await self.rt.store.set_collection_status(self.collection_id, self.failing)
             except Exception as exc:
@@ -227,12 +266,19 @@ class CollectionMonitor:
     async def cycle(self) -> Cycle:
         rt, cfg = self.rt, self.rt.config
         # durations are measurements, so real time; decisions use the injected clock
+        writes = rt.writes()
+        if writes and not self._writing and self._restored:
+            # just became the writer: go on from the recorded state, not from what this
+            # daemon observed while another one recorded
+            await self.restore()
+        self._writing = writes
         t0 = time.perf_counter()
         at = rt.clock.instant()
         now = at.wall
-        with anyio.fail_after(max(cfg.database.statement_timeout_seconds * 3, 5.0)):
+        with anyio.fail_after(sample_bound(cfg)):
             snapshot = await self.source.sample(now, self.collection_id)
         sample_ms = (time.perf_counter() - t0) * 1000
+        await reach("monitor.after_sample")
         if snapshot.bad_centroid_rows != self._bad_rows:
             # once when bad rows appear (or their number changes), not at every sample
             self._bad_rows = snapshot.bad_centroid_rows
@@ -268,8 +314,8 @@ class CollectionMonitor:
                 },
                 created_at=now,
             )
-        held = await rt.store.record_sample(
-            SampleRecord(
+        if self._writing:
+            record = SampleRecord(
                 collection_id=self.collection_id,
                 sampled_at=now,
                 lambda_cut=result.lambda_cut,
@@ -285,16 +331,18 @@ class CollectionMonitor:
                 computation_ms=result.computation_ms,
                 decision=sensor_line,
                 transitioned=step.changed,
-            ),
-            event,
-        )
+            )
+            # the same transaction clears an error status, whichever daemon set it
+            held = await rt.store.record_sample(record, event)
+        else:
+            held = await rt.store.read_held(self.collection_id)
+            if step.changed:
+                sensor_line += " (observed; the acting daemon records transitions)"
         # only now is the new state durable; a crash before this line repeats the sample
         self.tracker = step.tracker
         self.previous = snapshot
         self.last = cycle
-        if self.failing is not None:
-            self.failing = None
-            await rt.store.set_collection_status(self.collection_id, None)
+        self.failing = None
         self._export(cycle, time.perf_counter() - t0, held, now)
         if step.changed:
             rt.metrics.transitions.labels(self.name, step.previous.value, step.state.value).inc()
@@ -305,20 +353,26 @@ class CollectionMonitor:
                 lambda_cut=round(result.lambda_cut, 4),
                 reason=step.reason,
                 witness=result.witness_edges,
+                recorded=self._writing,
             )
+            if step.state is State.NORMAL:
+                await self.export_recovery()
 
         healing = None
         if self.healer is not None:
+            rt.progress.healing(self.name, rt.clock.monotonic())
             try:
                 healing = await self.healer.after_sample(cycle, self)
             except Exception as exc:  # the sample stands; healing is retried next cycle
                 healing = f"healing step failed ({type(exc).__name__}: {exc})"
                 self.log.exception("healing_failed", msg=healing)
+            finally:
+                rt.progress.healed(self.name)
         line = sensor_line + (f"; {healing}" if healing else "")
         rt.decisions[self.name] = line
         for observe_cycle in rt.observers:
             observe_cycle(cycle, line)
-        if healing:
+        if healing and self._writing:
             await rt.store.set_decision(self.collection_id, line)
         self.log.info(
             "cycle_decided",
@@ -331,6 +385,17 @@ class CollectionMonitor:
             msg=line,
         )
         return cycle
+
+    async def export_recovery(self) -> None:
+        """Time to recovery: leaving normal -> back to normal, over the learning window."""
+        rt = self.rt
+        since = rt.clock.now() - timedelta(days=rt.config.healing.learning_window_days)
+        try:
+            seconds = await rt.store.mean_recovery_seconds(self.name, since)
+        except Exception as exc:  # a gauge is not worth failing the cycle for
+            self.log.warning("recovery_time_not_read", error=str(exc))
+            return
+        rt.metrics.healing_ttr.labels(self.name).set(math.nan if seconds is None else seconds)
 
     def _sensor_line(self, c: Cycle) -> str:
         state = c.step.state.value
@@ -345,7 +410,7 @@ class CollectionMonitor:
         m = self.rt.metrics
         m.last_sample.labels(self.name).set(now.timestamp())
         in_force = {op: (pct, until) for op, pct, until in held.throttles if until > now}
-        for op in ("insert", "bulk_insert"):
+        for op in OPERATIONS:
             pct, until = in_force.get(op, (0, None))
             m.throttle_pct.labels(self.name, op).set(pct)
             m.throttle_expiry.labels(self.name, op).set(until.timestamp() if until else 0)
@@ -369,6 +434,8 @@ def _finite(value: float | None) -> float | None:
 
 def _reason(exc: BaseException) -> str:
     name = type(exc).__module__
-    if name.startswith("asyncpg") or "Database" in type(exc).__name__:
+    # the adapters raise asyncpg's errors, OSError for a refused or lost socket, and
+    # DatabaseUnavailable once retries are spent
+    if name.startswith("asyncpg") or "Database" in type(exc).__name__ or isinstance(exc, OSError):
         return "database"
     return "internal"

@@ -378,7 +378,9 @@ class HealingStore:
         rows = await self.db.fetch(
             """
             SELECT strategy_name, success, verified, improvement_pct, started_at, completed_at,
-                   (system_metrics ->> 'time_to_recovery_seconds')::float8 AS ttr
+                   coalesce((system_metrics ->> 'time_to_verification_seconds')::float8,
+                            -- written by 0.x daemons under its old, misleading name
+                            (system_metrics ->> 'time_to_recovery_seconds')::float8) AS ttv
               FROM ruvector.healing_outcomes
              WHERE started_at >= $1 AND ($2::int IS NULL OR collection_id = $2)
              ORDER BY started_at
@@ -394,7 +396,7 @@ class HealingStore:
                 r["improvement_pct"],
                 r["started_at"],
                 r["completed_at"],
-                r["ttr"],
+                r["ttv"],
             )
             for r in rows
         ]

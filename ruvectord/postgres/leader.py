@@ -45,6 +45,7 @@ class ActorLock:
         self._callbacks: dict[int, Callable[[], None]] = {}
         self._next = 0
         self.changed = anyio.Event()
+        self.tried = anyio.Event()  # set once the first attempt has an answer either way
 
     @property
     def is_actor(self) -> bool:
@@ -78,6 +79,7 @@ class ActorLock:
         self._signal()
 
     def _signal(self) -> None:
+        self.tried.set()
         self.changed.set()
         self.changed = anyio.Event()
 

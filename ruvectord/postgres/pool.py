@@ -205,6 +205,25 @@ class Database:
 
         return Session(await _with_retries(make, opts, what="connect"))
 
+    async def probe(self, within: float) -> str | None:
+        """One try, no retries: None when the server answers `SELECT 1` within `within`
+        seconds, else why not (what `ruvectord_database_up` follows)."""
+        try:
+            with anyio.fail_after(within):
+                async with self.pool.acquire() as conn:
+                    await conn.fetchval("SELECT 1")
+        except TimeoutError:
+            why = f"no answer within {within:g} s"
+        except (FileNotFoundError, ConnectionRefusedError):
+            why = "nothing listens there (is PostgreSQL running?)"
+        except Exception as exc:
+            if not is_connection_error(exc) and not isinstance(exc, asyncpg.PostgresError):
+                raise
+            why = redact(f"{type(exc).__name__}: {exc}")
+        else:
+            return None
+        return f"{self.target}: {why}"
+
     async def close(self) -> None:
         await self.pool.close()
 

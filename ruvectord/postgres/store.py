@@ -228,25 +228,21 @@ class Store:
             )
             if event is not None:
                 await append_event(conn, self._signer(), event)
-            held = await conn.fetchrow(
-                """
-                SELECT t.ops, t.pcts, t.untils, p.pending, p.oldest
-                  FROM (SELECT array_agg(operation ORDER BY operation) AS ops,
-                               array_agg(throttle_pct::int ORDER BY operation) AS pcts,
-                               array_agg(expires_at ORDER BY operation) AS untils
-                          FROM ruvector.throttles
-                         WHERE collection_id = $1 AND throttle_pct > 0) t,
-                       (SELECT count(*) AS pending, min(created_at) AS oldest
-                          FROM ruvector.healing_actions
-                         WHERE collection_id = $1 AND status = 'pending_approval') p
-                """,
+            # a good sample ends an error status, whoever set it (a daemon since stopped, or
+            # one configured with another table): the status says what is true now
+            await conn.execute(
+                "UPDATE ruvector.collections SET status = 'ok', status_detail = NULL, "
+                "updated_at = now() WHERE id = $1 AND status = 'error'",
                 rec.collection_id,
             )
-        assert held is not None
-        throttles = tuple(
-            zip(held["ops"] or [], held["pcts"] or [], held["untils"] or [], strict=True)
-        )
-        return Held(throttles, held["pending"], held["oldest"])
+            return _held(await conn.fetchrow(HELD_SQL, rec.collection_id))
+
+    async def read_held(self, collection_id: int) -> Held:
+        return _held(await self.db.fetchrow(HELD_SQL, collection_id))
+
+    async def mean_recovery_seconds(self, collection: str, since: datetime) -> float | None:
+        value = await self.db.fetchval(RECOVERY_SQL, collection, since)
+        return None if value is None else float(value)
 
     # ------------------------------------------------------------------ events, keys
 
@@ -290,6 +286,40 @@ class Store:
             total += deleted
             if deleted < batch:
                 return total
+
+
+HELD_SQL = """
+    SELECT t.ops, t.pcts, t.untils, p.pending, p.oldest
+      FROM (SELECT array_agg(operation ORDER BY operation) AS ops,
+                   array_agg(throttle_pct::int ORDER BY operation) AS pcts,
+                   array_agg(expires_at ORDER BY operation) AS untils
+              FROM ruvector.throttles
+             WHERE collection_id = $1 AND throttle_pct > 0) t,
+           (SELECT count(*) AS pending, min(created_at) AS oldest
+              FROM ruvector.healing_actions
+             WHERE collection_id = $1 AND status = 'pending_approval') p
+"""
+
+# Each episode runs from a transition out of normal to the first transition back to normal; an
+# episode still open is not counted (ruvector_healing_effectiveness() uses the same rule).
+RECOVERY_SQL = """
+    WITH t AS (
+        SELECT created_at AS at, previous_state, new_state
+          FROM ruvector.integrity_events
+         WHERE collection = $1 AND event_type = 'state_change' AND created_at >= $2
+    )
+    SELECT avg(extract(epoch FROM
+                   (SELECT min(u.at) FROM t u WHERE u.at > s.at AND u.new_state = 'normal')
+                   - s.at))::float8
+      FROM t s
+     WHERE s.previous_state = 'normal'
+"""
+
+
+def _held(row: asyncpg.Record | None) -> Held:
+    assert row is not None  # an aggregate over no rows is still one row
+    throttles = tuple(zip(row["ops"] or [], row["pcts"] or [], row["untils"] or [], strict=True))
+    return Held(throttles, row["pending"], row["oldest"])
 
 
 async def append_event(conn: asyncpg.Connection, signer: Signer, fields: Mapping[str, Any]) -> int:

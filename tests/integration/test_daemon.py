@@ -23,6 +23,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.notify import Notifications
+
 ROOT = Path(__file__).parents[2]
 
 
@@ -37,27 +39,6 @@ def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as resp:
         body: bytes = resp.read()
         return body.decode()
-
-
-class Notifications:
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.5)
-        self.seen: list[str] = []
-
-    def wait_for(self, field: str, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for msg in self.seen:
-                if field in msg.split("\n"):
-                    self.seen.remove(msg)
-                    return msg
-            try:
-                self.seen.append(self.sock.recv(4096).decode())
-            except TimeoutError:
-                continue
-        raise AssertionError(f"no {field} within {timeout} s; got {self.seen}")
 
 
 @pytest.fixture
@@ -106,7 +87,13 @@ def test_daemon_lifecycle_under_systemd_protocol(
     )
     try:
         ready = notify.wait_for("READY=1")
-        assert "STATUS=monitoring 1 collection" in ready
+        # READY waits for the actor lock's first answer, so it says truthfully that it acts
+        assert "STATUS=acting on 1 collection; no sample yet" in ready.split("\n")
+        # and STATUS follows every cycle: what fails, said where `systemctl status` shows it
+        failing = notify.wait_for_status(
+            "sampling fails: ghost (table public.ghost does not exist)"
+        )
+        assert failing.startswith("acting on 1 collection;")
         notify.wait_for("WATCHDOG=1", timeout=5)
         notify.wait_for("WATCHDOG=1", timeout=5)  # keeps coming, at half of WATCHDOG_USEC
 
