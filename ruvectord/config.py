@@ -269,6 +269,21 @@ class ThrottleConfig(_Section):
     bulk_extra_pct: IntPercent = 10
     retry_after_seconds: Annotated[float, Field(ge=0, le=3600)] = 5.0
     install_trigger: bool = True
+    # letting go (healing/brake.py): in steps, holding each level, longer holds when the load
+    # comes back soon after a step or a lift
+    lift_steps: Annotated[int, Field(ge=1, le=20)] = 3
+    lift_hold_seconds: Annotated[float, Field(ge=0, le=DAY)] = 30.0
+    lift_backoff: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
+    lift_max_hold_seconds: Annotated[float, Field(ge=0, le=DAY)] = 600.0
+
+    @model_validator(mode="after")
+    def _holds(self) -> ThrottleConfig:
+        if self.lift_max_hold_seconds < self.lift_hold_seconds:
+            raise ValueError(
+                f"lift_max_hold_seconds ({self.lift_max_hold_seconds:g}) must be at least "
+                f"lift_hold_seconds ({self.lift_hold_seconds:g})"
+            )
+        return self
 
 
 def _windows(value: tuple[str, ...]) -> tuple[str, ...]:

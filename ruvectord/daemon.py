@@ -513,11 +513,13 @@ class Daemon:
 
 def healing_bound(strategies: Any, config: Config) -> float:
     """The longest a healing step may keep a collection loop busy: the executor's bounds for
-    the slowest strategy (execute at twice its estimate, settle and measure, undo twice), and a
-    margin for the journal writes around them."""
+    the slowest strategy (execute at twice its estimate, the verification window and its six
+    readings at most, undo twice), and a margin for the journal writes around them."""
     longest = max((float(s.estimated_duration) for s in strategies), default=0.0)
     undo = max(10.0, 2 * longest) + max(10.0, longest)
-    return 2 * longest + config.healing.settle_seconds + sample_bound(config) + undo + 60.0
+    h = config.healing
+    verify = max(h.settle_seconds, 2 * h.throttle.retry_after_seconds) + 6 * sample_bound(config)
+    return 2 * longest + verify + undo + 60.0
 
 
 def _logged(

@@ -153,7 +153,8 @@ def demo_config(dsn: str, state_dir: Path, interval: float) -> Config:
                 "settle_seconds": 3 * interval,
                 "max_attempts_per_window": 5,
                 "attempt_window_seconds": 600,
-                "throttle": {"retry_after_seconds": 2},
+                # let go in three steps, 3 samples each (production holds 30 s a step)
+                "throttle": {"retry_after_seconds": 2, "lift_hold_seconds": 3 * interval},
             },
             "collections": [
                 {

@@ -115,11 +115,12 @@ class RemediationEngine:
             registry=registry,
             journal=journal,
             sql=sql,
-            settings=lambda: config().healing,
+            settings=lambda: self._config().healing,
             clock=clock,
             audit=audit,
         )
         self._pasts: dict[int, PastLog] = {}
+        self._alerted: set[tuple[int, str]] = set()  # (collection, class) alerted this episode
         self._one_at_a_time = anyio.Lock()
         self._busy_with = ""
 
@@ -169,14 +170,20 @@ class RemediationEngine:
             return off if degraded else None
         for expired in await self.journal.expire_pending(self.clock.now()):
             log.warning("approval_expired", action_id=expired)
+        lease = self.executor.lease_seconds()
         if not degraded:
             self.metrics.healing_cooldown.labels(name).set(0)
-            lifted = await self.exclusively(
-                name, lambda: self.holds.release(cid, "integrity is normal again")
+            self._alerted = {k for k in self._alerted if k[0] != cid}
+            warn = self._config().integrity.threshold_high  # what counts toward stress
+            done = await self.exclusively(
+                name,
+                lambda: self.holds.let_go(cid, lease, lambda_cut=cycle.lambda_cut, warn_below=warn),
             )
-            return f"integrity is normal again: lifted {', '.join(lifted)}" if lifted else None
-        lapsed = await self.holds.renew(cid, self.executor.lease_seconds())
-        note = f"; lifted {', '.join(lapsed)}" if lapsed else ""
+            return f"integrity is normal again: {'; '.join(done)}" if done else None
+        reapplied = await self.holds.reapply(cid, lease)
+        lapsed = await self.holds.renew(cid, lease)
+        note = "".join(f"; {r}" for r in reapplied)
+        note += f"; lifted {', '.join(lapsed)}" if lapsed else ""
         high = self._config().integrity.threshold_high
         if cycle.lambda_cut >= high:
             # the state machine is holding for recovery; there is nothing to heal right now
@@ -224,7 +231,18 @@ class RemediationEngine:
             log.warning(
                 "no_strategy", collection=name, problem=problem.kind.value, reason=selection.reason
             )
-            return f"{problem.describe()}; {selection.reason}{notes}"
+            line = f"{problem.describe()}; {selection.reason}{notes}"
+            if (cid, problem.kind.value) not in self._alerted:
+                # a degradation nothing here can act on needs a person: said once an episode,
+                # signed, where the alert rules and `heal history` see it
+                self._alerted.add((cid, problem.kind.value))
+                await self.audit(
+                    collection=name,
+                    event_type="alert",
+                    problem=problem.kind.value,
+                    error=f"no automatic healing: {line}",
+                )
+            return line
         strategy = selection.strategy
         if strategy.name in cfg.require_approval_strategies:
             return await self.executor.ask_approval(strategy, problem, cycle)

@@ -38,6 +38,7 @@ from ruvectord.healing.strategy import (
     RemediationResult,
     Sql,
     Strategy,
+    Verifies,
 )
 from ruvectord.integrity.monitor import Cycle
 from ruvectord.logs import get_logger
@@ -321,12 +322,9 @@ class Executor:
                     await self.journal.update_action(
                         action_id, "verifying", result=_jsonable(a.result.metadata)
                     )
-                    await self.clock.sleep(cfg.settle_seconds)
-                    after = await monitor.measure()
-                    a.outcome.final_lambda = after.lambda_cut
-                    a.outcome.verified = improved(
-                        cycle.lambda_cut, after.lambda_cut, cfg.min_improvement
-                    )
+                    after = await self._worst_reading(a, monitor)
+                    a.outcome.final_lambda = after
+                    a.outcome.verified = improved(cycle.lambda_cut, after, cfg.min_improvement)
             if lost.cancelled_caught and aborted:
                 a.result = RemediationResult.failed(aborted[0])
                 a.log.warning("action_aborted", msg=aborted[0])
@@ -388,6 +386,25 @@ class Executor:
         self.metrics.healing_duration.labels(name, strategy.name).observe(a.seconds)
         await self._record(a)
         return outcome
+
+    async def _worst_reading(self, a: Attempt, monitor: Measure) -> float:
+        """lambda_cut over the verification window, at its worst: a throttle is verified only
+        once the writers it turned away have come back (its `verify_seconds`), not while they
+        wait out their retry hint."""
+        settle = self.settings.settle_seconds
+        strategy: object = a.strategy
+        window = max(
+            settle, strategy.verify_seconds(a.ctx) if isinstance(strategy, Verifies) else 0
+        )
+        await self.clock.sleep(settle)
+        worst = (await monitor.measure()).lambda_cut
+        looked, every = settle, max(1.0, window / 5)
+        while looked < window:
+            pause = min(every, window - looked)
+            await self.clock.sleep(pause)
+            looked += pause
+            worst = min(worst, (await monitor.measure()).lambda_cut)
+        return worst
 
     async def _execute(self, a: Attempt) -> RemediationResult:
         timeout = 2 * a.strategy.estimated_duration

@@ -86,12 +86,22 @@ class ReplicationLag(_Problem):
     replica_names: tuple[str, ...]
     lag_seconds: float
     lag_bytes: int
+    unapplied_bytes: int = 0  # of lag_bytes, what the replica holds but has not replayed
+
+    @property
+    def replay_stalled(self) -> bool:
+        """Most of the lag is WAL the replica already has: its replay, not the primary's
+        write volume, is behind (replay paused, a conflict, a slow standby)."""
+        return self.lag_bytes > 0 and self.unapplied_bytes * 2 >= self.lag_bytes
 
     def describe(self) -> str:
-        return (
+        text = (
             f"replica {', '.join(self.replica_names)} lagging {self.lag_seconds:.1f} s / "
             f"{self.lag_bytes} bytes"
         )
+        if self.replay_stalled:
+            text += f", {self.unapplied_bytes} of them received but not replayed"
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +292,7 @@ def _build(
             tuple(names),
             max((r.lag_seconds or 0.0 for r in reps), default=0.0),
             max((r.lag_bytes or 0 for r in reps), default=0),
+            max((r.unapplied_bytes or 0 for r in reps), default=0),
         )
 
     if kind is ProblemKind.MAINTENANCE_CONTENTION:

@@ -134,6 +134,32 @@ class Cleans(Protocol):
 
 
 @runtime_checkable
+class Steps(Protocol):
+    """A leased brake that can be let go in steps (healing/brake.py): set its effect to
+    `fraction` of the level the action set (1.0: full), renewing the lease. False when the
+    lease already lapsed or an operator lifted it (then the whole effect is lifted)."""
+
+    async def step(self, ctx: RemediationContext, fraction: float) -> bool: ...
+
+
+@runtime_checkable
+class Answers(Protocol):
+    """A strategy that handles a class only for some causes: None when it can act on this
+    problem, else why not (throttling cannot make a stalled replay apply WAL)."""
+
+    def cannot_act(self, problem: Problem) -> str | None: ...
+
+
+@runtime_checkable
+class Verifies(Protocol):
+    """A strategy whose effect needs a longer look than `settle_seconds` to verify: a
+    throttle's writers come back after their retry hint, and a verification that ends before
+    they do measures only their waiting."""
+
+    def verify_seconds(self, ctx: RemediationContext) -> float: ...
+
+
+@runtime_checkable
 class Scoped(Protocol):
     """A strategy that applies only to some collections (scale_replicas: those with a target)."""
 
@@ -225,6 +251,18 @@ class StrategyRegistry:
             and (collection is None or not isinstance(s, Scoped) or s.applies_to(collection))
         ]
         notes = self._left_out(problem, collection)
+        refused = [
+            (s, why)
+            for s in handling
+            if isinstance(s, Answers) and (why := s.cannot_act(problem)) is not None
+        ]
+        if refused:
+            out = {s.name for s, _ in refused}
+            handling = [s for s in handling if s.name not in out]
+            if not handling:
+                whys = "; ".join(f"{s.name} cannot help: {why}" for s, why in refused)
+                return Selection(None, f"no safe automatic action ({whys})", notes=notes)
+            notes += tuple(f"{s.name} left out: {why}" for s, why in refused)
         if not handling:
             return Selection(None, f"no strategy handles {problem.kind.value}", notes=notes)
         allowed = [s for s in handling if s.impact <= max_impact]

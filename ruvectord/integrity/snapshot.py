@@ -74,7 +74,10 @@ class ReplicaStats:
     state: str  # streaming, catchup, backup, startup, stopping
     sync_state: str
     lag_seconds: float | None
-    lag_bytes: int | None
+    lag_bytes: int | None  # WAL the replica has not replayed (current position - replay)
+    # of which the replica already holds (flushed - replayed): the replica has the WAL but
+    # does not apply it, so slowing the primary's writes would not help
+    unapplied_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

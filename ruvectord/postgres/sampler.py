@@ -475,12 +475,21 @@ class Sampler:
                    coalesce(state, 'unknown') AS state, coalesce(sync_state, 'async') AS sync,
                    extract(epoch FROM greatest(write_lag, flush_lag, replay_lag))::float8 AS lag_s,
                    CASE WHEN pg_is_in_recovery() OR replay_lsn IS NULL THEN NULL
-                        ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint END AS lag_b
+                        ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint END AS lag_b,
+                   pg_wal_lsn_diff(flush_lsn, replay_lsn)::bigint AS unapplied_b
               FROM pg_stat_replication
             """
         )
         return [
-            ReplicaStats(r["name"], r["pid"], r["state"], r["sync"], r["lag_s"], r["lag_b"])
+            ReplicaStats(
+                r["name"],
+                r["pid"],
+                r["state"],
+                r["sync"],
+                r["lag_s"],
+                r["lag_b"],
+                unapplied_bytes=r["unapplied_b"],
+            )
             for r in rows
         ]
 

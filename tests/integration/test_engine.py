@@ -603,3 +603,34 @@ async def test_what_a_strategy_left_alone_is_said_and_an_alert_is_signed(
     )
     assert [a.get("event_type", "audit") for a in rig.audits] == ["audit", "alert"]
     assert rig.audits[-1]["error"] == "recall 0.5 < 0.9"
+
+
+@dataclass
+class SlowToVerify(FakeStrategy):
+    """A brake: its writers come back after their retry hint, 30 s after it took hold."""
+
+    def verify_seconds(self, ctx: RemediationContext) -> float:
+        return 30.0
+
+
+async def test_a_brake_is_verified_over_a_window_that_sees_the_writers_return(
+    rig_factory: Any,
+) -> None:
+    """Once, "verified" measured mostly clients waiting out the settle time."""
+    rig: Rig = await rig_factory(SlowToVerify())
+    start = rig.clock.monotonic()
+    seen: list[float] = []
+
+    async def hook() -> None:
+        seen.append(rig.clock.monotonic() - start)
+        rig.monitor.after = 0.95 if len(seen) < 3 else 0.3  # quiet, then the writers return
+
+    rig.monitor.hook = hook
+    said = await rig.heal()
+    # settle (10 s), then every 6 s up to the 30 s window: the worst reading counts
+    assert seen == [10, 16, 22, 28, 30]
+    row = await rig.db.fetchrow("SELECT verified, final_lambda FROM ruvector.healing_outcomes")
+    assert row is not None and row["verified"] is False, said
+    assert row["final_lambda"] == pytest.approx(0.3)
+    assert "lambda 0.629 -> 0.300, not verified" in str(said)
+    assert await rig.statuses() == ["rolled_back"]

@@ -202,18 +202,58 @@ async def test_hot_partition_is_healed_end_to_end_and_recorded(
             ]
             assert events == ["succeeded"]
 
-            # back to normal (quiet, held): the throttle is lifted
+            # back to normal (quiet, held): the throttle is let go in steps, 10 s apart
             config2 = make_config(
-                dsn, state_dir, SPEC, integrity={"recovery_hold_seconds": 0, "cooldown_seconds": 0}
+                dsn,
+                state_dir,
+                SPEC,
+                integrity={"recovery_hold_seconds": 0, "cooldown_seconds": 0},
+                healing={"throttle": {"lift_hold_seconds": 10}},
             )
             h.runtime.config = config2
             engine._config = lambda: config2
+
+            async def levels() -> dict[str, int]:
+                rows = await db.fetch("SELECT operation, throttle_pct FROM ruvector.throttles")
+                return {r["operation"]: r["throttle_pct"] for r in rows}
+
+            async def quiet(seconds: float) -> str:
+                h.clock.advance(seconds)
+                await monitor.cycle()
+                return h.runtime.decisions["items"]
+
             for _ in range(3):
-                h.clock.advance(1)
-                cycle = await monitor.cycle()
-            assert cycle.state is State.NORMAL
+                said = await quiet(1)
+            assert monitor.tracker.state is State.NORMAL
+            assert "holding 100% of the brake" in said, said
+            assert await levels() == {"insert": 50, "bulk_insert": 60}
+            said = await quiet(10)
+            assert "stepping down to 67% of the brake" in said, said
+            assert await levels() == {"insert": 34, "bulk_insert": 40}
+
+            # the load comes back after the step: one sample under threshold_low steps the
+            # brake back up before the state machine counts enough to degrade, and the
+            # next hold is twice as long
+            await hot_sample(conn, h, monitor, SPEC)
+            said = h.runtime.decisions["items"]
+            assert monitor.tracker.state is State.NORMAL
+            assert "back to 100% of the brake, holding 20 s" in said, said
+            assert await levels() == {"insert": 50, "bulk_insert": 60}
+            said = await quiet(10)
+            assert "holding 100% of the brake (10 of 20 s)" in said, said
+            said = await quiet(10)
+            assert "stepping down to 67%" in said, said
+            said = await quiet(20)
+            assert "stepping down to 33%" in said, said
+            assert await levels() == {"insert": 17, "bulk_insert": 20}
+            said = await quiet(20)
+            assert "lifted throttle_ingestion (action 1)" in said, said
             assert await db.fetchval("SELECT count(*) FROM ruvector.throttles") == 0
             assert await db.fetchval("SELECT status FROM ruvector.healing_actions") == "lifted"
+            transitions = await db.fetchval(
+                "SELECT count(*) FROM ruvector.integrity_events WHERE event_type = 'state_change'"
+            )
+            assert transitions == 2  # one episode: normal -> stress -> normal
     finally:
         await conn.close()
 

@@ -1,10 +1,11 @@
 """scale_replicas: add read capacity by scaling a Kubernetes workload, and scale it back.
 
-The design's ScaleReadReplicas: for HotspotCongestion (reads) and ReplicationLag (an
-overloaded replica), scale the collection's configured workload (a Deployment, a StatefulSet
+The design's ScaleReadReplicas: for HotspotCongestion (reads), scale the collection's
+configured workload (a Deployment, a StatefulSet
 or a CloudNativePG `Cluster`) through its `/scale` subresource by +50 %, capped at
 `max_replicas`, and wait until the new replicas are ready. It needs approval by default
-(`healing.require_approval_strategies`).
+(`healing.require_approval_strategies`). Not for ReplicationLag: a new replica must replay the
+same WAL, and does not make a lagging one catch up.
 
 `plan` reads the current count; the rollback data is that count, the target and the workload
 itself (so a rollback after a config reload or a crash still finds it). `execute` changes only
@@ -76,7 +77,7 @@ def next_count(current: int, max_replicas: int) -> int:
 
 class ScaleReplicas:
     name = "scale_replicas"
-    handles = frozenset({ProblemKind.HOTSPOT_CONGESTION, ProblemKind.REPLICATION_LAG})
+    handles = frozenset({ProblemKind.HOTSPOT_CONGESTION})
     impact = 0.2  # low: it adds capacity and touches no data
     reversible = True
     supports_dry_run = True

@@ -9,6 +9,11 @@ A throttle is a lease: each row carries `expires_at`, which the acting daemon re
 cycle while the collection is degraded (`renew`). The trigger and the gate ignore an expired
 row, so a throttle whose daemon died, was paused or lost its database lapses by itself.
 
+It is let go in steps once integrity is normal again (`step`, healing/brake.py), and verified
+over twice the retry hint, so that writers told to come back have come back. For
+ReplicationLag it acts only when the primary's write volume outruns the replica: throttling
+cannot make a stalled replay apply WAL the replica already holds.
+
 The guard trigger is DDL on a busy table, so it is installed ahead of time (when the actor
 starts and the collection is normal); `execute` only installs it itself with a very short lock
 timeout, and carries on with gate-only throttling if the table is too busy for that.
@@ -19,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ruvectord.healing.problems import ProblemKind
+from ruvectord.healing.problems import Problem, ProblemKind, ReplicationLag
 from ruvectord.healing.strategy import RemediationContext, RemediationResult, Sql
 from ruvectord.integrity.hysteresis import State
 
@@ -89,6 +94,35 @@ class ThrottleIngestion:
                 "guard": guard,
             },
         )
+
+    def cannot_act(self, problem: Problem) -> str | None:
+        if isinstance(problem, ReplicationLag) and problem.replay_stalled:
+            return (
+                "the replica holds the WAL but does not replay it; throttling writes cannot "
+                "make it replay"
+            )
+        return None
+
+    def verify_seconds(self, ctx: RemediationContext) -> float:
+        return 2 * ctx.settings.throttle.retry_after_seconds
+
+    async def step(self, ctx: RemediationContext, fraction: float) -> bool:
+        """`fraction` of the action's levels, in force for another lease; only on rows this
+        action still holds (a lapsed or lifted throttle is never brought back)."""
+        levels = {op: math.ceil(pct * fraction) for op, pct in self.levels(ctx).items()}
+        changed = await ctx.sql.fetch(
+            "UPDATE ruvector.throttles AS t SET throttle_pct = l.pct, "
+            "expires_at = now() + make_interval(secs => $3), updated_at = now() "
+            "FROM unnest($4::text[], $5::int[]) AS l(operation, pct) "
+            "WHERE t.collection_id = $1 AND t.action_id = $2 AND t.operation = l.operation "
+            "AND t.expires_at > statement_timestamp() RETURNING t.operation",
+            ctx.collection_id,
+            ctx.action_id,
+            ctx.lease_seconds,
+            list(levels),
+            list(levels.values()),
+        )
+        return bool(changed)
 
     async def renew(self, ctx: RemediationContext) -> bool:
         # only rows still in force: a lease that lapsed, or that an operator lifted (expired
