@@ -112,6 +112,9 @@ class Timeline:
                         "strategy",
                         "attempts",
                         "recovering",
+                        "stepping down",  # the brake let go in steps
+                        "of the brake, holding",  # ... and stepped back up
+                        "no safe automatic action",
                     )
                 )
                 and "weakest cut" not in part
@@ -330,8 +333,9 @@ async def _effectiveness_lines(db: Any) -> list[str]:
     out = [f"{'strategy':<22} {'weight':>7} {'attempts':>8} {'success':>8} {'avg gain':>9}"]
     for r in rows:
         if r["strategy"] != "overall":
+            weight = 1.0 if r["weight"] is None else r["weight"]  # never tried: the default
             out.append(
-                f"{r['strategy']:<22} {r['weight'] or 1.0:>7.2f} {r['attempts']:>8} "
+                f"{r['strategy']:<22} {weight:>7.2f} {r['attempts']:>8} "
                 f"{r['success_rate']:>7.0%} {r['avg_improvement']:>+9.1%}"
             )
     overall = next((r for r in rows if r["strategy"] == "overall"), None)
