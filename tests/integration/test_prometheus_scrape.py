@@ -172,7 +172,8 @@ def _daemon_config(tmp: Path, port: int, *, healing: bool) -> str:
                 "max_attempts_per_window": 100000,
                 "ineffective_after": 0,
                 "settle_seconds": 1,
-                "throttle": {"retry_after_seconds": 0.2},
+                # let go in three 1 s steps: the test waits for the throttle to be gone
+                "throttle": {"retry_after_seconds": 0.2, "lift_hold_seconds": 1},
             },
             "collections": [
                 {"name": "items", "table": "public.items", "vector_column": "embedding"},
@@ -328,6 +329,8 @@ async def _run(dsn: str, tmp: Path, daemon_log: Path) -> None:
         assert throttled is not None and throttled > 0, "no throttle level was ever scraped"
         ttr = await prom.value(f"ruvector_healing_time_to_recovery_seconds{{{sel}}}")
         assert ttr is not None and ttr > 0
+        ttv = await prom.value(f"ruvector_healing_time_to_verification_seconds{{{sel}}}")
+        assert ttv is not None and 0 < ttv
 
         # ---- 4. the dashboard's queries, as Grafana sends them, all return data
         board = await anyio.to_thread.run_sync(load_dashboard)

@@ -100,6 +100,7 @@ def test_the_panels_the_issue_asks_for() -> None:
     units = {
         ("ruvector_healing_throttle_pct", "timeseries"): "percent",
         ("ruvector_healing_time_to_recovery_seconds", "timeseries"): "s",
+        ("ruvector_healing_time_to_verification_seconds", "timeseries"): "s",
         ("ruvector_integrity_sample_duration_seconds_bucket", "timeseries"): "s",
         ("ruvector_healing_success_rate", "stat"): "percentunit",
     }
