@@ -234,7 +234,8 @@ class RemediationEngine:
             line = f"{problem.describe()}; {selection.reason}{notes}"
             if (cid, problem.kind.value) not in self._alerted:
                 # a degradation nothing here can act on needs a person: said once an episode,
-                # signed, where the alert rules and `heal history` see it
+                # as a signed `alert` event (and in every cycle's line meanwhile); Prometheus
+                # sees it as RuVectorProlongedDegradation
                 self._alerted.add((cid, problem.kind.value))
                 await self.audit(
                     collection=name,
