@@ -508,11 +508,22 @@ class PlacementConfig(_Section):
         return self
 
 
+class TenantsConfig(_Section):
+    """Per-tenant integrity of a collection with a tenant column (integrity/tenants.py)."""
+
+    # the busiest tenants get a lambda, a state and metric series of their own; the rest (and
+    # tenants that share a partition) are one aggregate, "(other)": bounded cardinality
+    top: Annotated[int, Field(ge=1, le=100)] = 10
+
+
 class CollectionConfig(_Section):
     name: str
     table: str
     vector_column: str
+    # the LIST partition key that names each row's tenant: per-tenant integrity (README
+    # "Multi-tenant collections")
     tenant_column: str | None = None
+    tenants: TenantsConfig = TenantsConfig()
     budgets: BudgetOverrides = BudgetOverrides()
     replicas: ReplicaTarget | None = None  # scale_replicas' Kubernetes workload
     placement: PlacementConfig | None = None  # the strategies that move rows
@@ -542,6 +553,12 @@ class CollectionConfig(_Section):
         if value is None:
             return None
         return quote(parse_name(value, parts=1)[0])
+
+    @model_validator(mode="after")
+    def _tenants(self) -> Self:
+        if "tenants" in self.model_fields_set and self.tenant_column is None:
+            raise ValueError("tenants needs tenant_column (the column naming each row's tenant)")
+        return self
 
     @property
     def schema_name(self) -> str:

@@ -29,6 +29,7 @@ from ruvectord.config import ClassifierConfig
 from ruvectord.integrity.evaluate import IntegrityResult
 from ruvectord.integrity.graph import ContractedGraph, Edge, EdgeKind, NodeKind
 from ruvectord.integrity.snapshot import Snapshot
+from ruvectord.integrity.tenants import tenant_of_partitions
 
 
 class ProblemKind(StrEnum):
@@ -57,12 +58,16 @@ class HotspotCongestion(_Problem):
     partition_names: tuple[str, ...]
     load_ratio: float  # vs the mean partition
     queue_depth: float = 0.0  # backends queued on it (the worst named)
+    # where every named partition holds one tenant: that tenant (integrity/tenants.py; OTHER
+    # for shared partitions), so a brake can target it alone; None: the whole collection
+    tenant: str | None = None
 
     def describe(self) -> str:
         text = (
             f"hot partition {', '.join(self.partition_names)} at {self.load_ratio:.1f}x mean load"
         )
-        return text + (f", queue {self.queue_depth:g}" if self.queue_depth else "")
+        text += f", queue {self.queue_depth:g}" if self.queue_depth else ""
+        return text + (f" (tenant {self.tenant})" if self.tenant is not None else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,11 +263,15 @@ def _build(
                     lost[end] += d.by_edge[i]
         worst = max(lost.values())
         hot = sorted((named[i] for i, v in lost.items() if v >= 0.5 * worst), key=lambda n: n.name)
+        multi_tenant = any(
+            n.kind is NodeKind.PARTITION and n.attrs.get("tenant") is not None for n in graph.nodes
+        )
         return HotspotCongestion(
             tuple(int(n.id) for n in hot),
             tuple(n.name for n in hot),
             round(max(float(n.attrs.get("load_ratio") or 0.0) for n in hot), 3),
             round(max(float(n.attrs.get("queue_depth") or 0.0) for n in hot), 3),
+            tenant_of_partitions([n.attrs.get("tenant") for n in hot], multi_tenant),
         )
 
     if kind is ProblemKind.CENTROID_SKEW:

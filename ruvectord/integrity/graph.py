@@ -230,11 +230,19 @@ def build(snapshot: Snapshot, load: Rates, budgets: Budgets) -> ContractedGraph:
         reason = f"queue {_num(queue)}/{budgets.max_queue}"
         if p.waiting_backends:
             reason += f", {p.waiting_backends} waiting for locks"
+        cap = queue_health[p.oid]
+        if not pairs and side[p.oid][0] < cap:
+            # alone, its routing edge is its whole cut, so it carries what its links would:
+            # (queue + side) / 2, as with neighbours. Only a tenant's lone partition can be
+            # hot here (its load is measured against the whole collection's mean); a plain
+            # table is its own mean and never is.
+            cap = (cap + side[p.oid][0]) / 2
+            reason += f", {side[p.oid][1]}"
         b.edge(
             EdgeKind.ROUTING,
             gateway,
             p_index[p.oid],
-            queue_health[p.oid] * keep,
+            cap * keep,
             routing_weight,
             reason + errors,
         )

@@ -43,6 +43,7 @@ _MAINTENANCE_SQL = re.compile(
     re.IGNORECASE,
 )
 _LIST_BOUND = re.compile(r"^FOR VALUES IN \((.*)\)$", re.DOTALL)
+_LITERAL = re.compile(r"'(?:[^']|'')*'|[^,\s]+")
 
 
 @dataclass(frozen=True)
@@ -208,11 +209,7 @@ class Sampler:
                 self._bounds.update({r["oid"]: r["bound"] for r in rows})
             except (asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError):
                 pass
-        out: dict[int, str | None] = {}
-        for oid in leaves:
-            m = _LIST_BOUND.match(self._bounds.get(oid) or "")
-            out[oid] = m.group(1).strip().strip("'") if m else None
-        return out
+        return {oid: list_tenant(self._bounds.get(oid)) for oid in leaves}
 
     # ------------------------------------------------------------------ tables
 
@@ -573,6 +570,23 @@ class Sampler:
             if cached is not None:
                 out += [CentroidStats(i, n, None, ix.oid) for i, n in enumerate(cached[1])]
         return out
+
+
+def list_tenant(bound: str | None) -> str | None:
+    """The one tenant a LIST partition holds, as text; None for a shared partition.
+
+    `FOR VALUES IN ('acme')` -> acme, `IN (7)` -> 7. A DEFAULT partition, one listing several
+    values (`IN ('a', 'b')`) or NULL holds tenants the statistics cannot tell apart: shared,
+    counted in the aggregate of small tenants (integrity/tenants.py).
+    """
+    m = _LIST_BOUND.match(bound or "")
+    if m is None:
+        return None
+    values: list[str] = _LITERAL.findall(m.group(1))
+    if len(values) != 1 or values[0].upper() == "NULL":
+        return None
+    value = values[0]
+    return value[1:-1].replace("''", "'") if value.startswith("'") else value
 
 
 # --------------------------------------------------------------------------- host memory
