@@ -1,11 +1,13 @@
 """Benchmark what ruvectord adds to a writer's path, on a real embedded PostgreSQL 18.
 
-Usage: .venv/bin/python bench/gate.py [--calls N]
+Usage: PYTHONPATH=. .venv/bin/python bench/gate.py [--calls N] [--rounds N] [--partitions 8,64,256]
 
 1. ruvector_integrity_gate(): server-side cost per call (a PL/pgSQL loop, so no network),
    side by side with the cheapest possible function call, and the design's bar (100 ms).
 2. The throttle guard trigger: single-row inserts with the guard installed (no throttle set)
-   against the same inserts without it.
+   against the same inserts without it, and against the guard before per-tenant throttles
+   (schema v8's, kept here verbatim); then with a throttle in force on another tenant (the
+   rows pass, but the guard reads each row's tenant).
 3. The sampler: one sample of a collection with 8, 64 and 256 partitions, against a plain
    `SELECT count(*) FROM pg_stat_user_tables` (the reference: one catalog round trip).
 """
@@ -16,6 +18,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,19 +45,120 @@ async def server_loop_us(conn: asyncpg.Connection, expr: str, calls: int) -> flo
 
 
 async def inserts_us(conn: asyncpg.Connection, n: int) -> float:
+    """Per row; shards 0..6 (shard 7 is the tenant a throttle may target)."""
     sample = await conn.fetchval("SELECT embedding::text FROM public.items LIMIT 1")
-    runs = []
-    for _ in range(1):
-        started = time.perf_counter()
-        async with conn.transaction():
-            for i in range(n):
-                await conn.execute(
-                    "INSERT INTO public.items (shard, embedding) VALUES ($1, $2::vector)",
-                    i % 8,
-                    sample,
-                )
-        runs.append((time.perf_counter() - started) / n * 1e6)
-    return statistics.median(runs)
+    started = time.perf_counter()
+    async with conn.transaction():
+        for i in range(n):
+            await conn.execute(
+                "INSERT INTO public.items (shard, embedding) VALUES ($1, $2::vector)",
+                i % 7,
+                sample,
+            )
+    return (time.perf_counter() - started) / n * 1e6
+
+
+# The guard of schema v4..v8, before per-tenant throttles: the "before" of the comparison.
+GUARD_V8 = """
+CREATE FUNCTION public.bench_guard_v8() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    asked text := lower(nullif(current_setting('ruvector.operation', true), ''));
+    t record;
+    roll bigint;
+BEGIN
+    IF asked IS NULL OR asked = 'point_insert' THEN
+        asked := 'insert';
+    END IF;
+    SELECT th.operation, th.throttle_pct, th.retry_after_seconds, th.action_id INTO t
+      FROM ruvector.throttles th
+     WHERE th.collection_id = TG_ARGV[0]::integer
+       AND th.operation IN ('insert', asked)
+       AND th.throttle_pct > 0
+       AND th.expires_at > statement_timestamp()
+     ORDER BY th.throttle_pct DESC
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN NEW;
+    END IF;
+    roll := hashtextextended(statement_timestamp()::text || '/' || pg_backend_pid(),
+                             TG_ARGV[0]::bigint);
+    IF t.throttle_pct >= 100 OR ((roll % 100) + 100) % 100 < t.throttle_pct THEN
+        RAISE EXCEPTION 'throttled' USING ERRCODE = 'RV429';
+    END IF;
+    RETURN NEW;
+END
+$$
+"""
+
+
+VARIANTS = ("none", "v8", "v9", "v9 tenant")
+
+
+async def set_variant(conn: asyncpg.Connection, table: str, cid: int, variant: str) -> None:
+    """Put exactly one guard variant on `table` (as the superuser: DROP TRIGGER needs the
+    table's owner, which ruvector_owner, who installs the guard, is not)."""
+    await conn.execute(f"DROP TRIGGER IF EXISTS bench_guard ON {table}")
+    await conn.execute(f"DROP TRIGGER IF EXISTS ruvector_throttle_guard ON {table}")
+    await conn.execute("DELETE FROM ruvector.throttles WHERE collection_id = $1", cid)
+    if variant == "v8":
+        await conn.execute(
+            f"CREATE TRIGGER bench_guard BEFORE INSERT ON {table} FOR EACH ROW "
+            f"EXECUTE FUNCTION public.bench_guard_v8('{cid}')"
+        )
+    elif variant.startswith("v9"):
+        await conn.execute("SELECT ruvector.install_throttle_guard($1)", cid)
+    if variant == "v9 tenant":  # rows of tenant 7 turned away; the bench writes 0..6
+        await conn.execute(
+            "INSERT INTO ruvector.throttles (collection_id, operation, throttle_pct, tenant, "
+            "expires_at) VALUES ($1, 'insert', 100, '7', now() + interval '1 hour')",
+            cid,
+        )
+
+
+async def guard_runs(
+    conn: asyncpg.Connection,
+    table: str,
+    cid: int,
+    rounds: int,
+    run: Callable[[], Awaitable[float]],
+) -> dict[str, float]:
+    """Median per row of each variant over `rounds` rounds, the order rotated every round so
+    that the table's growth favours none of them."""
+    runs: dict[str, list[float]] = {k: [] for k in VARIANTS}
+    for r in range(rounds):
+        for i in range(len(VARIANTS)):
+            variant = VARIANTS[(i + r) % len(VARIANTS)]
+            await set_variant(conn, table, cid, variant)
+            runs[variant].append(await run())
+    await set_variant(conn, table, cid, "none")
+    return {k: statistics.median(v) for k, v in runs.items()}
+
+
+async def loop_inserts_us(conn: asyncpg.Connection, table: str, n: int) -> float:
+    """Per row, inside one DO block: no round trips, so the guard's own cost stands out."""
+    started = time.perf_counter()
+    await conn.execute(
+        f"DO $$ BEGIN FOR i IN 1..{n} LOOP "
+        f"INSERT INTO {table} (shard, embedding) VALUES (i % 7, '{{0.5,0.5}}'); "
+        "END LOOP; END $$"
+    )
+    return (time.perf_counter() - started) / n * 1e6
+
+
+def report(per_row: dict[str, float], *, absolute: bool = False) -> None:
+    without = per_row["none"]
+    print(f"   {'without the guard':<44} {without:9.1f} µs")
+    for key, label in (
+        ("v8", "guard of v8 (before tenants), no throttle"),
+        ("v9", "guard of v9 (tenants), no throttle"),
+        ("v9 tenant", "guard of v9, another tenant throttled"),
+    ):
+        value = per_row[key]
+        extra = (
+            f"+{value - without:5.1f} µs" if absolute else f"{100 * (value / without - 1):+5.1f} %"
+        )
+        print(f"   {label:<44} {value:9.1f} µs   overhead {extra}")
 
 
 async def sample_ms(db: Database, spec: CollectionSpec, repeats: int = 15) -> float:
@@ -78,7 +182,7 @@ async def catalog_ms(db: Database, repeats: int = 15) -> float:
     return statistics.median(runs)
 
 
-async def main(calls: int) -> None:
+async def main(calls: int, rounds: int, partitions: tuple[int, ...]) -> None:
     setup_logging("warning")
     root = Path(tempfile.mkdtemp(prefix="ruvectord-bench-"))
     server = EmbeddedPostgres(root / "pgdata")
@@ -90,8 +194,8 @@ async def main(calls: int) -> None:
         spec = CollectionSpec(partitions=8, rows_per_partition=100)
         await create_collection(conn, spec)
         cid = await conn.fetchval(
-            "INSERT INTO ruvector.collections (name, table_schema, table_name, vector_column) "
-            "VALUES ('items', 'public', 'items', 'embedding') RETURNING id"
+            "INSERT INTO ruvector.collections (name, table_schema, table_name, vector_column, "
+            "tenant_column) VALUES ('items', 'public', 'items', 'embedding', 'shard') RETURNING id"
         )
         await conn.execute(
             "INSERT INTO ruvector.integrity_state (collection_id, state, lambda_cut, "
@@ -110,35 +214,61 @@ async def main(calls: int) -> None:
         print(f"   {noop_label:<28} {noop:9.1f} µs   gate/no-op {gate / noop:6.1f}x")
         print(f"   {bar_label:<28} {100_000:9.0f} µs   bar/gate  {100_000 / gate:8.0f}x")
 
+        tenant_gate = await server_loop_us(
+            conn, "ruvector_integrity_gate('items', 'bulk_insert', tenant => '3')", calls
+        )
+        print(f"   {'the same, tenant => ...':<28} {tenant_gate:9.1f} µs   (no tenant scopes)")
+        await conn.execute(
+            "INSERT INTO ruvector.tenant_state (collection_id, tenant, state, lambda_cut, "
+            "last_sample_at) SELECT $1, t, 'stress', 0.5, now() "
+            "FROM unnest(ARRAY['0', '1', '2', '3', '(other)']) t",
+            cid,
+        )
+        tenant_gate = await server_loop_us(
+            conn, "ruvector_integrity_gate('items', 'bulk_insert', tenant => '3')", calls
+        )
+        print(f"   {'the same, tenant => ...':<28} {tenant_gate:9.1f} µs   (5 tenant scopes)")
+
+        await conn.execute(GUARD_V8)
         await inserts_us(conn, 2000)  # warm up: caches, the HNSW graph's first levels
-        plain, guarded = [], []
-        for _ in range(3):  # alternate, so drift in the table's size hits both alike
-            plain.append(await inserts_us(conn, 2000))
-            await conn.execute(
-                "SELECT ruvector.install_throttle_guard('public.items'::regclass, $1)", cid
-            )
-            guarded.append(await inserts_us(conn, 2000))
-            await conn.execute("SELECT ruvector.remove_throttle_guard('public.items'::regclass)")
-        without, with_guard = statistics.median(plain), statistics.median(guarded)
+        per_row = await guard_runs(
+            conn, "public.items", cid, rounds, lambda: inserts_us(conn, 2000)
+        )
         print(
             "2. single-row insert into a partitioned pgvector table (HNSW), per row, "
-            "median of 3 alternating runs of 2000"
+            f"median of {rounds} rotating runs of 2000"
         )
-        print(f"   {'without the guard':<28} {without:9.1f} µs")
+        report(per_row)
+        # the guard's own cost: the same inserts from a server-side loop, no vector index
+        bare = CollectionSpec(table="bare", rows_per_partition=10, index=False, dims=2)
+        await create_collection(conn, bare)
+        await conn.execute("ALTER TABLE public.bare ALTER COLUMN embedding TYPE real[]")
+        bare_id = await conn.fetchval(
+            "INSERT INTO ruvector.collections (name, table_schema, table_name, vector_column, "
+            "tenant_column) VALUES ('bare', 'public', 'bare', 'embedding', 'shard') RETURNING id"
+        )
+        per_row = await guard_runs(
+            conn,
+            "public.bare",
+            bare_id,
+            rounds,
+            lambda: loop_inserts_us(conn, "public.bare", 20000),
+        )
         print(
-            f"   {'with the guard, no throttle':<28} {with_guard:9.1f} µs   "
-            f"overhead {100 * (with_guard / without - 1):+5.1f} %"
+            "   the guard's own cost: 20000 inserts from a server-side loop into 8 partitions "
+            f"without a vector index, median of {rounds} rotating runs"
         )
+        report(per_row, absolute=True)
 
         print("3. one integrity sample (all catalog/statistics queries), by partition count")
         reference = await catalog_ms(db)
         print(f"   {'reference: pg_stat_user_tables count':<38} {reference:7.2f} ms")
-        for partitions in (8, 64, 256):
-            spec = CollectionSpec(partitions=partitions, rows_per_partition=10, index=False)
+        for count in partitions:
+            spec = CollectionSpec(partitions=count, rows_per_partition=10, index=False)
             await create_collection(conn, spec)
             ms = await sample_ms(db, spec)
             print(
-                f"   {f'{partitions} partitions':<38} {ms:7.2f} ms   "
+                f"   {f'{count} partitions':<38} {ms:7.2f} ms   "
                 f"sample/reference {ms / reference:5.1f}x"
             )
         await conn.close()
@@ -150,4 +280,10 @@ async def main(calls: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20000)
-    anyio.run(main, parser.parse_args().calls)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating insert runs")
+    parser.add_argument(
+        "--partitions", default="8,64,256", help="sampler cases, comma-separated ('' for none)"
+    )
+    args = parser.parse_args()
+    cases = tuple(int(p) for p in args.partitions.split(",") if p)
+    anyio.run(main, args.calls, args.rounds, cases)
