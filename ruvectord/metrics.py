@@ -220,6 +220,32 @@ class Metrics:
             "healing.approval_ttl_seconds: a pending approval expires after this",
             registry=r,
         )
+        # ---- tenants: the top N of a multi-tenant collection, the rest as tenant="(other)"
+        self.tenant_lambda_cut = Gauge(
+            "ruvector_integrity_tenant_lambda_cut",
+            "Normalised minimum cut of a tenant's own contracted graph",
+            ["collection", "tenant"],
+            registry=r,
+        )
+        self.tenant_state = Gauge(
+            "ruvector_integrity_tenant_state",
+            "A tenant's integrity state: 0 normal, 1 stress, 2 critical",
+            ["collection", "tenant"],
+            registry=r,
+        )
+        self.tenant_load = Gauge(
+            "ruvector_integrity_tenant_operations_per_second",
+            "A tenant's smoothed operations per second over its partitions (its rank's basis)",
+            ["collection", "tenant"],
+            registry=r,
+        )
+        self.tenant_throttle_pct = Gauge(
+            "ruvector_healing_tenant_throttle_pct",
+            "Share of a tenant's operations turned away by a throttle in force on it (0 = none)",
+            ["collection", "tenant", "operation"],
+            registry=r,
+        )
+        self._tenants: dict[str, set[str]] = {}  # collection -> tenants with series
 
     def set_node(self, node: str) -> None:
         self.info.info({"version": __version__, "node": node})
@@ -290,6 +316,34 @@ class Metrics:
         for metric, rest in keys:
             with contextlib.suppress(KeyError):
                 metric.remove(collection, *rest)
+        for tenant in self.tenants(collection):
+            self.forget_tenant(collection, tenant)
+        self._tenants.pop(collection, None)
+
+    def set_tenant(
+        self, collection: str, tenant: str, lambda_cut: float, state: str, load: float
+    ) -> None:
+        self._tenants.setdefault(collection, set()).add(tenant)
+        self.tenant_lambda_cut.labels(collection, tenant).set(lambda_cut)
+        self.tenant_state.labels(collection, tenant).set(STATE_VALUE[state])
+        self.tenant_load.labels(collection, tenant).set(load)
+
+    def set_tenant_throttle(self, collection: str, tenant: str, operation: str, pct: int) -> None:
+        self._tenants.setdefault(collection, set()).add(tenant)
+        self.tenant_throttle_pct.labels(collection, tenant, operation).set(pct)
+
+    def tenants(self, collection: str) -> set[str]:
+        return set(self._tenants.get(collection, ()))
+
+    def forget_tenant(self, collection: str, tenant: str) -> None:
+        """A tenant left the top N (or the collection went): its series go too."""
+        self._tenants.get(collection, set()).discard(tenant)
+        for gauge in (self.tenant_lambda_cut, self.tenant_state, self.tenant_load):
+            with contextlib.suppress(KeyError):
+                gauge.remove(collection, tenant)
+        for op in OPERATIONS:
+            with contextlib.suppress(KeyError):
+                self.tenant_throttle_pct.remove(collection, tenant, op)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -24,6 +24,7 @@ from ruvectord.integrity.evaluate import IntegrityResult, evaluate
 from ruvectord.integrity.graph import ContractedGraph, build
 from ruvectord.integrity.hysteresis import Policy, State, Step, Tracker, observe
 from ruvectord.integrity.snapshot import Snapshot, rates
+from ruvectord.integrity.tenant_monitor import TenantMonitor, TenantReading, TenantStore
 from ruvectord.logs import get_logger
 from ruvectord.metrics import OPERATIONS, STATE_VALUE, Metrics
 from ruvectord.testpoints import reach
@@ -63,7 +64,7 @@ class Held:
     oldest_pending: datetime | None = None
 
 
-class IntegrityStore(Protocol):
+class IntegrityStore(TenantStore, Protocol):
     async def load_tracker(self, collection_id: int) -> dict[str, Any] | None: ...
 
     async def record_sample(self, rec: SampleRecord, event: Mapping[str, Any] | None) -> Held:
@@ -92,6 +93,8 @@ class Cycle:
     snapshot: Snapshot
     result: IntegrityResult
     step: Step
+    # each tenant scope's reading, where the collection has tenants (tenant_monitor.py)
+    tenants: tuple[TenantReading, ...] = ()
 
     @property
     def state(self) -> State:
@@ -173,6 +176,12 @@ class CollectionMonitor:
         self._writing = False  # whether the last cycle wrote shared state
         self._one_cycle = anyio.Lock()
         self._bad_rows = 0  # centroid_stats rows the sampler skipped, as last warned
+        # per-tenant scopes, where the collection declares a tenant column
+        self.tenants = (
+            TenantMonitor(collection, collection_id, rt.metrics)
+            if collection.tenant_column is not None
+            else None
+        )
         self.log = get_logger("ruvectord.monitor", collection=collection.name)
 
     @property
@@ -190,6 +199,8 @@ class CollectionMonitor:
         await self.export_recovery()
         if self.healer is not None:
             await self.healer.export(self.collection_id, self.name)
+        if self.tenants is not None:
+            await self.tenants.restore(self.rt.store, self.rt.clock.instant())
 
     async def run(self) -> None:
         while True:
@@ -289,10 +300,18 @@ class CollectionMonitor:
                     msg=f"{self.name}: skipped {self._bad_rows} ruvector.centroid_stats row(s) "
                     "with a NaN, infinite or negative value; sampling goes on without them",
                 )
-        graph = build(snapshot, rates(self.previous, snapshot), cfg.budgets_for(self.collection))
+        load, budgets, policy = (
+            rates(self.previous, snapshot),
+            cfg.budgets_for(self.collection),
+            policy_from(cfg),
+        )
+        graph = build(snapshot, load, budgets)
         result = await self._evaluate(graph)
-        step = observe(self.tracker, result.lambda_cut, at, policy_from(cfg))
-        cycle = Cycle(self.collection, self.collection_id, snapshot, result, step)
+        step = observe(self.tracker, result.lambda_cut, at, policy)
+        tenants: tuple[TenantReading, ...] = ()
+        if self.tenants is not None:
+            tenants = await self.tenants.readings(snapshot, load, budgets, policy, at)
+        cycle = Cycle(self.collection, self.collection_id, snapshot, result, step, tenants)
 
         sensor_line = self._sensor_line(cycle)
         event = None
@@ -343,6 +362,8 @@ class CollectionMonitor:
         self.previous = snapshot
         self.last = cycle
         self.failing = None
+        if self.tenants is not None:
+            await self.tenants.commit(rt.store, tenants, at)
         self._export(cycle, time.perf_counter() - t0, held, now)
         if step.changed:
             rt.metrics.transitions.labels(self.name, step.previous.value, step.state.value).inc()
@@ -404,6 +425,8 @@ class CollectionMonitor:
         line = f"{self.name}: {state}, {c.step.reason}"
         if c.step.state.degraded or c.step.changed or c.result.lambda_cut < 1.0:
             line += f"; weakest cut: {c.result.summary()}"
+        if self.tenants is not None and c.tenants:
+            line += f"; {self.tenants.summary(c.tenants, self.rt.config.integrity.threshold_high)}"
         return line
 
     def _export(self, c: Cycle, seconds: float, held: Held, now: datetime) -> None:

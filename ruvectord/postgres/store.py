@@ -8,7 +8,7 @@ state without the sample that caused it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ import asyncpg
 from ruvectord.audit import Signer, event_hash
 from ruvectord.config import CollectionConfig, Config
 from ruvectord.integrity.monitor import Held, SampleRecord
+from ruvectord.integrity.tenant_monitor import TenantRecord, TenantThrottle
 from ruvectord.postgres.pool import Database
 
 
@@ -244,6 +245,76 @@ class Store:
         value = await self.db.fetchval(RECOVERY_SQL, collection, since)
         return None if value is None else float(value)
 
+    # ------------------------------------------------------------------ tenants
+
+    async def load_tenants(self, collection_id: int) -> dict[str, tuple[dict[str, Any], float]]:
+        rows = await self.db.fetch(
+            "SELECT tenant, tracker, load_ops FROM ruvector.tenant_state WHERE collection_id = $1",
+            collection_id,
+        )
+        return {r["tenant"]: (r["tracker"] or {}, r["load_ops"]) for r in rows}
+
+    async def record_tenants(
+        self,
+        collection_id: int,
+        records: Sequence[TenantRecord],
+        events: Sequence[Mapping[str, Any]],
+    ) -> tuple[TenantThrottle, ...]:
+        """One transaction: the scopes of this sample replace the last's, events signed."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "DELETE FROM ruvector.tenant_state "
+                "WHERE collection_id = $1 AND NOT (tenant = ANY($2::text[]))",
+                collection_id,
+                [r.tenant for r in records],
+            )
+            await conn.executemany(
+                """
+                INSERT INTO ruvector.tenant_state AS s
+                       (collection_id, tenant, rank, load_ops, partitions, state, lambda_cut,
+                        lambda_cut_raw, tracker, witness_edges, decision, last_sample_at,
+                        last_transition_at, updated_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                        CASE WHEN $13::boolean THEN $12::timestamptz END, now())
+                ON CONFLICT (collection_id, tenant) DO UPDATE SET
+                    rank = EXCLUDED.rank, load_ops = EXCLUDED.load_ops,
+                    partitions = EXCLUDED.partitions, state = EXCLUDED.state,
+                    lambda_cut = EXCLUDED.lambda_cut, lambda_cut_raw = EXCLUDED.lambda_cut_raw,
+                    tracker = EXCLUDED.tracker, witness_edges = EXCLUDED.witness_edges,
+                    decision = EXCLUDED.decision, last_sample_at = EXCLUDED.last_sample_at,
+                    last_transition_at = coalesce(EXCLUDED.last_transition_at,
+                                                  s.last_transition_at),
+                    updated_at = now()
+                """,
+                [
+                    (
+                        collection_id,
+                        r.tenant,
+                        r.rank,
+                        r.load_ops,
+                        list(r.partitions),
+                        r.state,
+                        r.lambda_cut,
+                        r.lambda_cut_raw,
+                        dict(r.tracker),
+                        r.witness_edges,
+                        r.decision,
+                        r.sampled_at,
+                        r.transitioned,
+                    )
+                    for r in records
+                ],
+            )
+            for event in events:
+                await append_event(conn, self._signer(), event)
+            rows = await conn.fetch(
+                "SELECT tenant, operation, throttle_pct::int AS pct, expires_at "
+                "FROM ruvector.throttles WHERE collection_id = $1 AND tenant <> '' "
+                "AND throttle_pct > 0 AND expires_at > statement_timestamp()",
+                collection_id,
+            )
+        return tuple((r["tenant"], r["operation"], r["pct"], r["expires_at"]) for r in rows)
+
     # ------------------------------------------------------------------ events, keys
 
     async def register_key(self, signer: Signer, description: str) -> None:
@@ -288,11 +359,13 @@ class Store:
                 return total
 
 
+# every throttle of the collection, its tenants' too, by operation and level: the gauge of an
+# operation shows the strictest in force, so a brake on one tenant is seen (and alerted on)
 HELD_SQL = """
     SELECT t.ops, t.pcts, t.untils, p.pending, p.oldest
-      FROM (SELECT array_agg(operation ORDER BY operation) AS ops,
-                   array_agg(throttle_pct::int ORDER BY operation) AS pcts,
-                   array_agg(expires_at ORDER BY operation) AS untils
+      FROM (SELECT array_agg(operation ORDER BY operation, throttle_pct) AS ops,
+                   array_agg(throttle_pct::int ORDER BY operation, throttle_pct) AS pcts,
+                   array_agg(expires_at ORDER BY operation, throttle_pct) AS untils
               FROM ruvector.throttles
              WHERE collection_id = $1 AND throttle_pct > 0) t,
            (SELECT count(*) AS pending, min(created_at) AS oldest

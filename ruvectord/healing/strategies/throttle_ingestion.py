@@ -5,6 +5,11 @@ more. They live in ruvector.throttles, where `ruvector_integrity_gate` (throttle
 the optional guard trigger on the collection's table (SQLSTATE RV429, "retry after N s") read
 them. Rollback restores exactly the levels `plan` saw, rows that did not exist included.
 
+A problem confined to one tenant's partitions (HotspotCongestion naming a tenant: see
+integrity/tenants.py) throttles that tenant only: its rows carry the tenant, and the guard
+turns away only rows whose tenant column holds it ("(other)": every tenant without a scope of
+its own). Anything else throttles the whole collection (tenant '').
+
 A throttle is a lease: each row carries `expires_at`, which the acting daemon renews every
 cycle while the collection is degraded (`renew`). The trigger and the gate ignore an expired
 row, so a throttle whose daemon died, was paused or lost its database lapses by itself.
@@ -24,7 +29,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ruvectord.healing.problems import Problem, ProblemKind, ReplicationLag
+from ruvectord.healing.problems import HotspotCongestion, Problem, ProblemKind, ReplicationLag
 from ruvectord.healing.strategy import RemediationContext, RemediationResult, Sql
 from ruvectord.integrity.hysteresis import State
 
@@ -44,12 +49,15 @@ class ThrottleIngestion:
     leased = True
 
     async def plan(self, ctx: RemediationContext) -> dict[str, Any]:
+        tenant = target(ctx.problem)
         rows = await ctx.sql.fetch(
             "SELECT operation, throttle_pct, retry_after_seconds, action_id, "
             "extract(epoch FROM expires_at)::float8 AS expires_epoch "
-            "FROM ruvector.throttles WHERE collection_id = $1 AND operation = ANY($2::text[])",
+            "FROM ruvector.throttles WHERE collection_id = $1 AND operation = ANY($2::text[]) "
+            "AND tenant = $3",
             ctx.collection_id,
             list(OPERATIONS),
+            tenant,
         )
         previous = {
             r["operation"]: {
@@ -62,7 +70,8 @@ class ThrottleIngestion:
             for r in rows
         }
         # None: the row did not exist, and rollback deletes it again
-        return {"previous": {op: previous.get(op) for op in OPERATIONS}}
+        scope = {"tenant": tenant} if tenant else {}  # none: the whole collection
+        return {"previous": {op: previous.get(op) for op in OPERATIONS}, **scope}
 
     def levels(self, ctx: RemediationContext) -> dict[str, int]:
         t = ctx.settings.throttle
@@ -73,12 +82,14 @@ class ThrottleIngestion:
         if ctx.state is State.NORMAL:
             return RemediationResult.noop("integrity is normal")
         levels = self.levels(ctx)
+        tenant = ctx.rollback_data.get("tenant", target(ctx.problem))
+        scope = {"tenant": tenant} if tenant else {}
         if ctx.dry_run:
-            return RemediationResult(True, 0, 0.0, {"dry_run": True, "would_set": levels})
+            return RemediationResult(True, 0, 0.0, {"dry_run": True, "would_set": levels, **scope})
         retry = ctx.settings.throttle.retry_after_seconds
         for op, pct in levels.items():
             await _set_level(
-                ctx.sql, ctx.collection_id, op, pct, retry, ctx.action_id, ctx.lease_seconds
+                ctx.sql, ctx.collection_id, op, pct, retry, ctx.action_id, ctx.lease_seconds, tenant
             )
         guard = "disabled by healing.throttle.install_trigger"
         if ctx.settings.throttle.install_trigger:
@@ -92,6 +103,7 @@ class ThrottleIngestion:
                 "retry_after_seconds": retry,
                 "lease_seconds": ctx.lease_seconds,
                 "guard": guard,
+                **scope,
             },
         )
 
@@ -139,13 +151,16 @@ class ThrottleIngestion:
 
     async def rollback(self, ctx: RemediationContext) -> None:
         previous: dict[str, Any] = ctx.rollback_data.get("previous", {})
+        tenant: str = ctx.rollback_data.get("tenant", "")  # journals before tenants: ''
         for op in OPERATIONS:
             before = previous.get(op)
             if before is None:
                 await ctx.sql.execute(
-                    "DELETE FROM ruvector.throttles WHERE collection_id = $1 AND operation = $2",
+                    "DELETE FROM ruvector.throttles "
+                    "WHERE collection_id = $1 AND operation = $2 AND tenant = $3",
                     ctx.collection_id,
                     op,
+                    tenant,
                     idempotent=True,
                 )
             else:
@@ -157,6 +172,7 @@ class ThrottleIngestion:
                     before["retry_after_seconds"],
                     before["action_id"],
                     None,
+                    tenant,
                     expires_epoch=before.get("expires_epoch", 0.0),
                 )
 
@@ -169,6 +185,7 @@ async def _set_level(
     retry: float,
     action_id: int | None,
     lease_seconds: float | None,
+    tenant: str,
     *,
     expires_epoch: float = 0.0,
 ) -> None:
@@ -177,11 +194,11 @@ async def _set_level(
         """
         INSERT INTO ruvector.throttles
                (collection_id, operation, throttle_pct, retry_after_seconds, action_id,
-                expires_at, updated_at)
+                expires_at, updated_at, tenant)
         VALUES ($1, $2, $3, $4, $5,
                 CASE WHEN $6::float8 IS NULL THEN to_timestamp($7::float8)
-                     ELSE now() + make_interval(secs => $6::float8) END, now())
-        ON CONFLICT (collection_id, operation) DO UPDATE SET
+                     ELSE now() + make_interval(secs => $6::float8) END, now(), $8)
+        ON CONFLICT (collection_id, operation, tenant) DO UPDATE SET
             throttle_pct = EXCLUDED.throttle_pct,
             retry_after_seconds = EXCLUDED.retry_after_seconds,
             action_id = EXCLUDED.action_id, expires_at = EXCLUDED.expires_at, updated_at = now()
@@ -193,8 +210,16 @@ async def _set_level(
         action_id,
         lease_seconds,
         expires_epoch,
+        tenant,
         idempotent=True,
     )
+
+
+def target(problem: Problem) -> str:
+    """The tenant a throttle for this problem holds back; '' for the whole collection."""
+    if isinstance(problem, HotspotCongestion) and problem.tenant is not None:
+        return problem.tenant
+    return ""
 
 
 def _finite_or(value: float | None, default: float) -> float:

@@ -1,0 +1,281 @@
+"""The per-tenant part of a collection's loop: each scope's lambda, state, events and series.
+
+Driven by the collection's monitor (monitor.py) with the sample it has just taken; it queries
+nothing itself, it only persists through its store. Scopes (integrity/tenants.py) are chosen
+afresh every sample: the top N tenants by smoothed load, the rest as "(other)". Each scope has
+its own hysteresis tracker with the collection's policy, persisted in ruvector.tenant_state
+like the collection's in ruvector.integrity_state, and signed `tenant_state_change` events. A
+tenant that leaves the top N loses its state, its row and its metric series.
+
+What stays per collection: the collection's own graph, lambda and state (the whole graph: the
+weakest part of the collection, whoever it belongs to), healing, and the two-argument gate. A
+noisy tenant may put the collection in stress -- the decision line then says in which tenant --
+but never another tenant: a fault in its partitions is in no other scope's graph.
+
+A failure here costs this sample's tenant states (retried next sample), never the collection's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import anyio
+
+from ruvectord.config import Budgets, CollectionConfig
+from ruvectord.integrity.evaluate import IntegrityResult, evaluate
+from ruvectord.integrity.hysteresis import Policy, State, Step, Tracker, observe
+from ruvectord.integrity.snapshot import Rates, Snapshot
+from ruvectord.integrity.tenants import (
+    OTHER,
+    choose,
+    is_multi_tenant,
+    scope_graphs,
+    scopes,
+    smooth,
+    tenant_loads,
+)
+from ruvectord.logs import get_logger
+from ruvectord.metrics import Metrics
+from ruvectord.timebase import Instant
+
+# (tenant, operation, percent, lease expiry) of a throttle in force on one tenant's rows
+TenantThrottle = tuple[str, str, int, datetime]
+
+
+@dataclass(frozen=True)
+class TenantRecord:
+    """One scope's row of ruvector.tenant_state, as one sample leaves it."""
+
+    tenant: str
+    rank: int | None  # 1 = the busiest tracked tenant; None for OTHER
+    load_ops: float
+    partitions: tuple[str, ...]
+    state: str
+    lambda_cut: float
+    lambda_cut_raw: float
+    tracker: Mapping[str, Any]
+    witness_edges: list[dict[str, Any]]
+    decision: str
+    sampled_at: datetime
+    transitioned: bool
+
+
+class TenantStore(Protocol):
+    async def load_tenants(self, collection_id: int) -> dict[str, tuple[dict[str, Any], float]]:
+        """Scope -> (tracker as JSON, smoothed load) as last persisted."""
+        ...
+
+    async def record_tenants(
+        self,
+        collection_id: int,
+        records: Sequence[TenantRecord],
+        events: Sequence[Mapping[str, Any]],
+    ) -> tuple[TenantThrottle, ...]:
+        """Replace the collection's scopes by `records` (one transaction, events signed);
+        returns the throttles in force on its tenants."""
+        ...
+
+
+@dataclass(frozen=True)
+class TenantReading:
+    """One scope's share of a sample: its graph's reading and its state machine's step."""
+
+    tenant: str
+    rank: int | None
+    load: float
+    partitions: tuple[str, ...]
+    result: IntegrityResult
+    step: Step
+
+    @property
+    def state(self) -> State:
+        return self.step.state
+
+    @property
+    def lambda_cut(self) -> float:
+        return self.result.lambda_cut
+
+    @property
+    def label(self) -> str:
+        return self.tenant if self.tenant == OTHER else f"tenant {self.tenant}"
+
+
+class TenantMonitor:
+    def __init__(self, collection: CollectionConfig, collection_id: int, metrics: Metrics) -> None:
+        self.collection = collection
+        self.collection_id = collection_id
+        self.metrics = metrics
+        self.trackers: dict[str, Tracker] = {}
+        self.loads: dict[str, float] = {}
+        self._pending_loads: dict[str, float] = {}  # this sample's, until it is committed
+        self.log = get_logger("ruvectord.tenants", collection=collection.name)
+
+    @property
+    def name(self) -> str:
+        return self.collection.name
+
+    async def restore(self, store: TenantStore, now: Instant) -> None:
+        saved = await store.load_tenants(self.collection_id)
+        self.trackers = {t: Tracker.from_json(raw, now) for t, (raw, _) in saved.items()}
+        self.loads = {t: load for t, (_, load) in saved.items() if t != OTHER}
+        raised = sorted(t for t, tr in self.trackers.items() if tr.state.degraded)
+        if raised:
+            self.log.info("tenant_states_restored", scopes=len(saved), degraded=raised)
+
+    async def readings(
+        self, snapshot: Snapshot, load: Rates, budgets: Budgets, policy: Policy, at: Instant
+    ) -> tuple[TenantReading, ...]:
+        """Every scope's reading of this sample; nothing is kept until `commit`."""
+        if not is_multi_tenant(snapshot):
+            self._pending_loads = {}
+            return ()
+        loads = smooth(self.loads, tenant_loads(snapshot, load))
+        degraded = {t for t, tr in self.trackers.items() if tr.state.degraded}
+        tracked = choose(loads, set(self.trackers) - {OTHER}, degraded, self.collection.tenants.top)
+        parts = scopes(snapshot, tracked)
+        graphs = scope_graphs(snapshot, load, budgets, tracked)
+        results = await anyio.to_thread.run_sync(
+            lambda: {scope: evaluate(g, lambda2=False) for scope, g in graphs.items()}
+        )
+        names = {p.oid: p.name for p in snapshot.partitions}
+        rank = {t: i + 1 for i, t in enumerate(tracked)}
+        out = []
+        for scope, result in results.items():
+            step = observe(self.trackers.get(scope, Tracker()), result.lambda_cut, at, policy)
+            out.append(
+                TenantReading(
+                    tenant=scope,
+                    rank=rank.get(scope),
+                    load=loads.get(scope, 0.0) if scope != OTHER else _other_load(loads, rank),
+                    partitions=tuple(sorted(names[o] for o in parts[scope])),
+                    result=result,
+                    step=step,
+                )
+            )
+        self._pending_loads = loads
+        return tuple(out)
+
+    async def commit(
+        self, store: TenantStore, readings: Sequence[TenantReading], at: Instant
+    ) -> None:
+        """Persist the scopes (and sign their transitions), then make them current."""
+        if not readings and not self.trackers:
+            return
+        now = at.wall
+        events = [self._event(r, now) for r in readings if r.step.changed]
+        records = [
+            TenantRecord(
+                tenant=r.tenant,
+                rank=r.rank,
+                load_ops=r.load,
+                partitions=r.partitions,
+                state=r.state.value,
+                lambda_cut=r.lambda_cut,
+                lambda_cut_raw=r.result.cut.raw,
+                tracker=r.step.tracker.to_json(at),
+                witness_edges=r.result.witness_edges,
+                decision=f"{r.label}: {_state_text(r.step)}, {r.step.reason}",
+                sampled_at=now,
+                transitioned=r.step.changed,
+            )
+            for r in readings
+        ]
+        try:
+            with anyio.fail_after(30):
+                throttles = await store.record_tenants(self.collection_id, records, events)
+        except Exception as exc:  # the collection's sample stands; tenants retry next sample
+            self.log.warning(
+                "tenant_states_not_saved",
+                error=f"{type(exc).__name__}: {exc}",
+                msg=f"{self.name}: tenant states not saved ({exc}); kept as they were",
+            )
+            return
+        self.trackers = {r.tenant: r.step.tracker for r in readings}
+        self.loads = self._pending_loads
+        for r in readings:
+            if r.step.changed:
+                self.log.warning(
+                    "tenant_state_changed",
+                    tenant=r.tenant,
+                    previous=r.step.previous.value,
+                    state=r.state.value,
+                    lambda_cut=round(r.lambda_cut, 4),
+                    reason=r.step.reason,
+                    witness=r.result.witness_edges,
+                )
+        self._export(readings, throttles, now)
+
+    def summary(self, readings: Sequence[TenantReading], threshold_high: float) -> str | None:
+        """e.g. 'tenants: tenant 3 normal -> stress 0.632; 4 others normal'."""
+        if not readings:
+            return None
+        named = [
+            r
+            for r in readings
+            if r.state.degraded or r.step.changed or r.lambda_cut < threshold_high
+        ]
+        rest = len(readings) - len(named)
+        if not named:
+            return f"tenants: {rest} scope{'s' if rest != 1 else ''} normal"
+        shown = ", ".join(f"{r.label} {_state_text(r.step)} {r.lambda_cut:.3f}" for r in named)
+        return f"tenants: {shown}" + (
+            f"; {rest} other{'s' if rest != 1 else ''} normal" if rest else ""
+        )
+
+    def _event(self, r: TenantReading, now: datetime) -> dict[str, Any]:
+        return {
+            "collection": self.name,
+            "event_type": "tenant_state_change",
+            "previous_state": r.step.previous.value,
+            "new_state": r.state.value,
+            "lambda_cut": _finite(r.lambda_cut),
+            "lambda2": None,
+            "witness_edges": r.result.witness_edges,
+            "metadata": {
+                "tenant": r.tenant,
+                "rank": r.rank,
+                "partitions": list(r.partitions),
+                "reason": r.step.reason,
+                "lambda_cut_raw": _finite(r.result.cut.raw),
+                "witness_summary": r.result.summary(),
+            },
+            "created_at": now,
+        }
+
+    def _export(
+        self, readings: Sequence[TenantReading], throttles: Sequence[TenantThrottle], now: datetime
+    ) -> None:
+        m = self.metrics
+        keep: set[str] = set()
+        for r in readings:
+            m.set_tenant(self.name, r.tenant, r.lambda_cut, r.state.value, r.load)
+            keep.add(r.tenant)
+        levels: dict[tuple[str, str], int] = {}
+        for tenant, op, pct, until in throttles:
+            if until > now:
+                levels[(tenant, op)] = max(pct, levels.get((tenant, op), 0))
+        for tenant in keep | {t for t, _ in levels}:
+            for op in ("insert", "bulk_insert"):
+                m.set_tenant_throttle(self.name, tenant, op, levels.get((tenant, op), 0))
+            keep.add(tenant)
+        for gone in m.tenants(self.name) - keep:
+            m.forget_tenant(self.name, gone)
+
+
+def _other_load(loads: Mapping[str, float], rank: Mapping[str, int]) -> float:
+    """The aggregate's load: every tenant without a scope (shared partitions not counted)."""
+    return sum(v for t, v in loads.items() if t not in rank)
+
+
+def _state_text(step: Step) -> str:
+    if step.changed:
+        return f"{step.previous.value} -> {step.state.value}"
+    return step.state.value
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
