@@ -207,7 +207,7 @@ class TenantMonitor:
                     reason=r.step.reason,
                     witness=r.result.witness_edges,
                 )
-        self._export(readings, throttles, now)
+        self._export(readings, throttles)
 
     def summary(self, readings: Sequence[TenantReading], threshold_high: float) -> str | None:
         """e.g. 'tenants: tenant 3 normal -> stress 0.632; 4 others normal'."""
@@ -247,7 +247,7 @@ class TenantMonitor:
         }
 
     def _export(
-        self, readings: Sequence[TenantReading], throttles: Sequence[TenantThrottle], now: datetime
+        self, readings: Sequence[TenantReading], throttles: Sequence[TenantThrottle]
     ) -> None:
         m = self.metrics
         keep: set[str] = set()
@@ -255,9 +255,8 @@ class TenantMonitor:
             m.set_tenant(self.name, r.tenant, r.lambda_cut, r.state.value, r.load)
             keep.add(r.tenant)
         levels: dict[tuple[str, str], int] = {}
-        for tenant, op, pct, until in throttles:
-            if until > now:
-                levels[(tenant, op)] = max(pct, levels.get((tenant, op), 0))
+        for tenant, op, pct, _ in throttles:  # in force by the database's clock, as the guard
+            levels[(tenant, op)] = max(pct, levels.get((tenant, op), 0))
         for tenant in keep | {t for t, _ in levels}:
             for op in ("insert", "bulk_insert"):
                 m.set_tenant_throttle(self.name, tenant, op, levels.get((tenant, op), 0))
