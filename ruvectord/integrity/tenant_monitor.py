@@ -112,6 +112,7 @@ class TenantMonitor:
         self.trackers: dict[str, Tracker] = {}
         self.loads: dict[str, float] = {}
         self._pending_loads: dict[str, float] = {}  # this sample's, until it is committed
+        self._said_why = False  # warned that no partition holds a single tenant
         self.log = get_logger("ruvectord.tenants", collection=collection.name)
 
     @property
@@ -132,7 +133,17 @@ class TenantMonitor:
         """Every scope's reading of this sample; nothing is kept until `commit`."""
         if not is_multi_tenant(snapshot):
             self._pending_loads = {}
+            if not self._said_why:
+                self._said_why = True
+                self.log.warning(
+                    "tenants_not_observed",
+                    msg=f"{self.name}: no partition of {self.collection.table} holds a single "
+                    f"value of {self.collection.tenant_column} (it must be the LIST partition "
+                    "key, one tenant per partition): tenants are not told apart; the "
+                    "collection's state covers them all",
+                )
             return ()
+        self._said_why = False
         loads = smooth(self.loads, tenant_loads(snapshot, load))
         degraded = {t for t, tr in self.trackers.items() if tr.state.degraded}
         tracked = choose(loads, set(self.trackers) - {OTHER}, degraded, self.collection.tenants.top)
