@@ -16,8 +16,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from ruvectord.config import Budgets, ClassifierConfig
+from ruvectord.config import Budgets, ClassifierConfig, CollectionConfig
 from ruvectord.healing.problems import HotspotCongestion, classify
 from ruvectord.integrity.evaluate import evaluate
 from ruvectord.integrity.graph import ContractedGraph, EdgeKind, build, partition_health
@@ -38,6 +39,7 @@ from ruvectord.integrity.tenants import (
     tenant_loads,
     tenant_of_partitions,
 )
+from ruvectord.metrics import Metrics
 from ruvectord.postgres.sampler import list_tenant
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -369,3 +371,36 @@ def test_a_partition_holds_a_tenant_alone_only_with_one_list_value(
     bound: str | None, tenant: str | None
 ) -> None:
     assert list_tenant(bound) == tenant
+
+
+# --------------------------------------------------------------------------- metrics, config
+
+
+def test_a_tenants_series_go_when_it_leaves_and_all_go_with_the_collection() -> None:
+    m = Metrics()
+    m.declare_collection("items", [])
+    for tenant in ("a", "b", OTHER):
+        m.set_tenant("items", tenant, 0.9, "normal", 12.0)
+        m.set_tenant_throttle("items", tenant, "insert", 0)
+    m.set_tenant("other-collection", "a", 1.0, "stress", 1.0)
+    m.forget_tenant("items", "a")
+    text = m.render().decode()
+    assert 'collection="items",tenant="a"' not in text
+    assert 'ruvector_integrity_tenant_state{collection="items",tenant="b"} 0.0' in text
+    assert 'ruvector_integrity_tenant_state{collection="items",tenant="(other)"} 0.0' in text
+    m.forget_collection("items")
+    text = m.render().decode()
+    assert 'collection="items"' not in text.replace("ruvectord_info", "")
+    assert 'ruvector_integrity_tenant_state{collection="other-collection",tenant="a"} 1.0' in text
+
+
+def test_tenants_needs_a_tenant_column() -> None:
+    base = {"name": "items", "table": "public.items", "vector_column": "v"}
+    assert CollectionConfig.model_validate(base).tenants.top == 10
+    ok = CollectionConfig.model_validate({**base, "tenant_column": "t", "tenants": {"top": 3}})
+    assert ok.tenants.top == 3
+    with pytest.raises(ValidationError, match="tenants needs tenant_column"):
+        CollectionConfig.model_validate({**base, "tenants": {"top": 3}})
+    for top in (0, 101):
+        with pytest.raises(ValidationError, match="top"):
+            CollectionConfig.model_validate({**base, "tenant_column": "t", "tenants": {"top": top}})
