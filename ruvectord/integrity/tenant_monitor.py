@@ -51,7 +51,7 @@ class TenantRecord:
     """One scope's row of ruvector.tenant_state, as one sample leaves it."""
 
     tenant: str
-    rank: int | None  # 1 = the busiest tracked tenant; None for OTHER
+    rank: int | None  # 1 = first of the tracked tenants (degraded first, then busiest); OTHER None
     load_ops: float
     partitions: tuple[str, ...]
     state: str
@@ -110,8 +110,9 @@ class TenantMonitor:
         self.collection_id = collection_id
         self.metrics = metrics
         self.trackers: dict[str, Tracker] = {}
-        self.loads: dict[str, float] = {}
-        self._pending_loads: dict[str, float] = {}  # this sample's, until it is committed
+        self.loads: dict[str, float] = {}  # smoothed, of every tenant with a partition
+        self.other_load = 0.0  # smoothed, of the aggregate's partitions
+        self._pending: tuple[dict[str, float], float] = ({}, 0.0)  # until committed
         self._said_why = False  # warned that no partition holds a single tenant
         self.log = get_logger("ruvectord.tenants", collection=collection.name)
 
@@ -123,6 +124,7 @@ class TenantMonitor:
         saved = await store.load_tenants(self.collection_id)
         self.trackers = {t: Tracker.from_json(raw, now) for t, (raw, _) in saved.items()}
         self.loads = {t: load for t, (_, load) in saved.items() if t != OTHER}
+        self.other_load = saved[OTHER][1] if OTHER in saved else 0.0
         raised = sorted(t for t, tr in self.trackers.items() if tr.state.degraded)
         if raised:
             self.log.info("tenant_states_restored", scopes=len(saved), degraded=raised)
@@ -130,9 +132,21 @@ class TenantMonitor:
     async def readings(
         self, snapshot: Snapshot, load: Rates, budgets: Budgets, policy: Policy, at: Instant
     ) -> tuple[TenantReading, ...]:
-        """Every scope's reading of this sample; nothing is kept until `commit`."""
+        """Every scope's reading of this sample; nothing is kept until `commit`.
+
+        None when no partition is labelled with a tenant this sample (the table is not LIST
+        partitioned by the column, or its bounds could not be read under a lock): the scopes
+        are left as they were, to go stale (the gate then fails open), never wiped."""
+        try:
+            return await self._readings(snapshot, load, budgets, policy, at)
+        except Exception as exc:  # the collection's sample stands without its tenants
+            self.log.exception("tenant_readings_failed", error=f"{type(exc).__name__}: {exc}")
+            return ()
+
+    async def _readings(
+        self, snapshot: Snapshot, load: Rates, budgets: Budgets, policy: Policy, at: Instant
+    ) -> tuple[TenantReading, ...]:
         if not is_multi_tenant(snapshot):
-            self._pending_loads = {}
             if not self._said_why:
                 self._said_why = True
                 self.log.warning(
@@ -154,6 +168,8 @@ class TenantMonitor:
         )
         names = {p.oid: p.name for p in snapshot.partitions}
         rank = {t: i + 1 for i, t in enumerate(tracked)}
+        other_now = sum(load.partition_ops.get(o, 0.0) for o in parts.get(OTHER, ()))
+        other = smooth({OTHER: self.other_load}, {OTHER: other_now})[OTHER]
         out = []
         for scope, result in results.items():
             step = observe(self.trackers.get(scope, Tracker()), result.lambda_cut, at, policy)
@@ -161,20 +177,20 @@ class TenantMonitor:
                 TenantReading(
                     tenant=scope,
                     rank=rank.get(scope),
-                    load=loads.get(scope, 0.0) if scope != OTHER else _other_load(loads, rank),
+                    load=other if scope == OTHER else loads.get(scope, 0.0),
                     partitions=tuple(sorted(names[o] for o in parts[scope])),
                     result=result,
                     step=step,
                 )
             )
-        self._pending_loads = loads
+        self._pending = (loads, other)
         return tuple(out)
 
     async def commit(
         self, store: TenantStore, readings: Sequence[TenantReading], at: Instant
     ) -> None:
         """Persist the scopes (and sign their transitions), then make them current."""
-        if not readings and not self.trackers:
+        if not readings:
             return
         now = at.wall
         events = [self._event(r, now) for r in readings if r.step.changed]
@@ -206,7 +222,7 @@ class TenantMonitor:
             )
             return
         self.trackers = {r.tenant: r.step.tracker for r in readings}
-        self.loads = self._pending_loads
+        self.loads, self.other_load = self._pending
         for r in readings:
             if r.step.changed:
                 self.log.warning(
@@ -274,11 +290,6 @@ class TenantMonitor:
             keep.add(tenant)
         for gone in m.tenants(self.name) - keep:
             m.forget_tenant(self.name, gone)
-
-
-def _other_load(loads: Mapping[str, float], rank: Mapping[str, int]) -> float:
-    """The aggregate's load: every tenant without a scope (shared partitions not counted)."""
-    return sum(v for t, v in loads.items() if t not in rank)
 
 
 def _state_text(step: Step) -> str:

@@ -511,3 +511,38 @@ async def test_the_tenant_gate_before_any_tenant_was_sampled_and_when_stale(
         await db.fetchval("SELECT ruvector_integrity_gate('nope', 'search', 't1')")
     with pytest.raises(asyncpg.InvalidParameterValueError, match="operation must be"):
         await db.fetchval("SELECT ruvector_integrity_gate('items', ' ', 't1')")
+
+
+async def test_a_tenant_column_that_is_not_the_list_key_tells_no_tenants_apart(
+    db: Database, dsn: str, state_dir: Path
+) -> None:
+    """`tenant` is a column of the table, but the partitions are by `shard`: the statistics
+    cannot see tenants, so there are no scopes (and the collection is sampled as ever)."""
+    async with collection(dsn, SPEC) as conn:
+        config = make_config(
+            dsn,
+            state_dir,
+            SPEC,
+            collections=[
+                {
+                    "name": "items",
+                    "table": "public.items",
+                    "vector_column": "embedding",
+                    "tenant_column": "tenant",
+                }
+            ],
+        )
+        h = await harness(db, config, clock=now_clock())
+        monitor = h.monitor("items")
+        assert monitor.tenants is not None
+        await monitor.cycle()
+        for _ in range(2):
+            cycle = await hot_sample(conn, h, monitor, SPEC, shard=3)
+            assert cycle.tenants == () and cycle.lambda_cut < 0.8
+        assert await db.fetchval("SELECT count(*) FROM ruvector.tenant_state") == 0
+        assert monitor.tenants._said_why
+        assert "tenants:" not in h.runtime.decisions["items"]
+        assert series(h, "ruvector_integrity_tenant_state") == {}
+        # asked for a tenant, the gate answers from the collection's state
+        answer = await gate(conn, "search", "anyone")
+        assert answer["scope"] is None and answer["state"] == "normal"

@@ -12,7 +12,7 @@
 CREATE TABLE ruvector.tenant_state (
     collection_id      integer NOT NULL REFERENCES ruvector.collections (id) ON DELETE CASCADE,
     tenant             text NOT NULL,               -- the tenant column's value as text, or '(other)'
-    rank               integer,                     -- 1 = busiest tracked tenant; NULL: '(other)'
+    rank               integer,                     -- 1 = first (degraded, then busiest); '(other)': NULL
     load_ops           double precision NOT NULL DEFAULT 0,  -- smoothed operations per second
     partitions         text[] NOT NULL DEFAULT '{}',
     state              text NOT NULL DEFAULT 'normal' CHECK (state IN ('normal', 'stress', 'critical')),
