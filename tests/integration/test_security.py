@@ -71,6 +71,9 @@ DAEMON_ATTEMPTS = [
     "CREATE OR REPLACE FUNCTION public.ruvector_integrity_gate(collection text, operation text) "
     "RETURNS jsonb LANGUAGE sql AS $$ SELECT '{}'::jsonb $$",
     "ALTER FUNCTION public.ruvector_integrity_gate(text, text) SECURITY INVOKER",
+    "CREATE OR REPLACE FUNCTION public.ruvector_integrity_gate(collection text, operation text, "
+    "tenant text) RETURNS jsonb LANGUAGE sql AS $$ SELECT '{}'::jsonb $$",
+    "ALTER FUNCTION public.ruvector_integrity_gate(text, text, text) SECURITY INVOKER",
     "ALTER FUNCTION ruvector.install_throttle_guard(integer, interval) OWNER TO CURRENT_USER",
     # put a function of its own where others would find it, or a trigger on their table
     "CREATE FUNCTION public.evil() " + EVIL,

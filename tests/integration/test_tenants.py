@@ -258,6 +258,13 @@ async def test_one_tenants_burst_stresses_it_alone_and_its_throttle_holds_back_o
             assert await app_insert(app, 3, "public.items_p3") == THROTTLED_SQLSTATE
             for shard in (0, 1, 2, SMALL_TENANT):
                 assert await app_insert(app, shard) == "ok", shard
+            # the application can neither give itself a scope nor lift its tenant's brake
+            for sql in (
+                "INSERT INTO ruvector.tenant_state (collection_id, tenant) VALUES (1, '42')",
+                "DELETE FROM ruvector.throttles",
+            ):
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await app.execute(sql)
             # the application's own session cannot say it is someone else
             async with app.transaction():
                 await app.execute("SET LOCAL ruvector.operation = 'search'")
