@@ -363,7 +363,7 @@ class CollectionMonitor:
         self.last = cycle
         self.failing = None
         if self.tenants is not None:
-            await self.tenants.commit(rt.store, tenants, at)
+            await self.tenants.commit(rt.store, tenants, at, write=self._writing)
         self._export(cycle, time.perf_counter() - t0, held, now)
         if step.changed:
             rt.metrics.transitions.labels(self.name, step.previous.value, step.state.value).inc()

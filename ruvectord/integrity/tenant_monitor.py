@@ -79,6 +79,10 @@ class TenantStore(Protocol):
         returns the throttles in force on its tenants."""
         ...
 
+    async def tenant_throttles(self, collection_id: int) -> tuple[TenantThrottle, ...]:
+        """The throttles in force on the collection's tenants (a daemon that only observes)."""
+        ...
+
 
 @dataclass(frozen=True)
 class TenantReading:
@@ -187,9 +191,17 @@ class TenantMonitor:
         return tuple(out)
 
     async def commit(
-        self, store: TenantStore, readings: Sequence[TenantReading], at: Instant
+        self,
+        store: TenantStore,
+        readings: Sequence[TenantReading],
+        at: Instant,
+        *,
+        write: bool = True,
     ) -> None:
-        """Persist the scopes (and sign their transitions), then make them current."""
+        """Persist the scopes (and sign their transitions), then make them current.
+
+        Only the daemon that records the collection's samples (the acting one) writes them; the
+        others keep what they observe in memory and export it, as for the collection."""
         if not readings:
             return
         now = at.wall
@@ -213,7 +225,10 @@ class TenantMonitor:
         ]
         try:
             with anyio.fail_after(30):
-                throttles = await store.record_tenants(self.collection_id, records, events)
+                if write:
+                    throttles = await store.record_tenants(self.collection_id, records, events)
+                else:
+                    throttles = await store.tenant_throttles(self.collection_id)
         except Exception as exc:  # the collection's sample stands; tenants retry next sample
             self.log.warning(
                 "tenant_states_not_saved",
@@ -233,6 +248,7 @@ class TenantMonitor:
                     lambda_cut=round(r.lambda_cut, 4),
                     reason=r.step.reason,
                     witness=r.result.witness_edges,
+                    recorded=write,
                 )
         self._export(readings, throttles)
 

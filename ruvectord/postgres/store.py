@@ -307,13 +307,10 @@ class Store:
             )
             for event in events:
                 await append_event(conn, self._signer(), event)
-            rows = await conn.fetch(
-                "SELECT tenant, operation, throttle_pct::int AS pct, expires_at "
-                "FROM ruvector.throttles WHERE collection_id = $1 AND tenant <> '' "
-                "AND throttle_pct > 0 AND expires_at > statement_timestamp()",
-                collection_id,
-            )
-        return tuple((r["tenant"], r["operation"], r["pct"], r["expires_at"]) for r in rows)
+            return _tenant_throttles(await conn.fetch(TENANT_THROTTLES_SQL, collection_id))
+
+    async def tenant_throttles(self, collection_id: int) -> tuple[TenantThrottle, ...]:
+        return _tenant_throttles(await self.db.fetch(TENANT_THROTTLES_SQL, collection_id))
 
     # ------------------------------------------------------------------ events, keys
 
@@ -387,6 +384,18 @@ RECOVERY_SQL = """
       FROM t s
      WHERE s.previous_state = 'normal'
 """
+
+
+TENANT_THROTTLES_SQL = """
+    SELECT tenant, operation, throttle_pct::int AS pct, expires_at
+      FROM ruvector.throttles
+     WHERE collection_id = $1 AND tenant <> '' AND throttle_pct > 0
+       AND expires_at > statement_timestamp()
+"""
+
+
+def _tenant_throttles(rows: list[asyncpg.Record]) -> tuple[TenantThrottle, ...]:
+    return tuple((r["tenant"], r["operation"], r["pct"], r["expires_at"]) for r in rows)
 
 
 def _held(row: asyncpg.Record | None) -> Held:

@@ -28,12 +28,13 @@ from ruvectord.healing.strategies import builtin_registry
 from ruvectord.healing.strategies.throttle_ingestion import ThrottleIngestion, ensure_guard
 from ruvectord.healing.strategy import RemediationContext
 from ruvectord.integrity.hysteresis import State
-from ruvectord.integrity.monitor import Cycle
+from ruvectord.integrity.monitor import CollectionMonitor, Cycle, Runtime
 from ruvectord.integrity.tenants import OTHER
 from ruvectord.metrics import Metrics
 from ruvectord.postgres.actions import HealingStore
 from ruvectord.postgres.leader import ActorLock
 from ruvectord.postgres.pool import Database
+from ruvectord.postgres.sampler import Sampler
 from ruvectord.postgres.store import Store
 from ruvectord.scenarios.collection import (
     THROTTLED_SQLSTATE,
@@ -180,7 +181,16 @@ async def test_one_tenants_burst_stresses_it_alone_and_its_throttle_holds_back_o
                 p.dsn,
                 state_dir,
                 integrity={"recovery_hold_seconds": 5, "cooldown_seconds": 0},
-                healing={"throttle": {"stress_pct": 100}, "settle_seconds": 0},
+                # verification waits twice the retry hint, on the manual clock
+                healing={
+                    "throttle": {
+                        "stress_pct": 100,
+                        "retry_after_seconds": 0.5,
+                        "lift_steps": 2,
+                        "lift_hold_seconds": 0,
+                    },
+                    "settle_seconds": 0,
+                },
             )
             h = await harness(db, config, clock=now_clock())
             async with acting(db) as actor:
@@ -314,11 +324,19 @@ async def test_one_tenants_burst_stresses_it_alone_and_its_throttle_holds_back_o
                 ) in text
                 # the collection's gauge shows the strictest throttle in force, any tenant's
                 assert h.metrics.throttle_pct.labels("items", "insert")._value.get() == 100
-                # ... then tenant 3 and the collection recover, and the brake comes off
-                h.clock.advance(10)
-                cycle = await monitor.cycle()
-            assert states(cycle)["3"] is State.NORMAL and cycle.state is State.NORMAL
-            assert await admin.fetchval("SELECT count(*) FROM ruvector.throttles") == 0
+                # ... then tenant 3 and the collection recover, and the brake is let go in
+                # steps (healing/brake.py), on tenant 3's rows alone
+                levels: list[list[tuple[object, ...]]] = []
+                for advance in (10, 1, 1, 1):
+                    h.clock.advance(advance)
+                    cycle = await monitor.cycle()
+                    assert states(cycle)["3"] is State.NORMAL and cycle.state is State.NORMAL
+                    insert_levels = await admin.fetch(
+                        "SELECT tenant, throttle_pct FROM ruvector.throttles "
+                        "WHERE operation = 'insert'"
+                    )
+                    levels.append([tuple(r) for r in insert_levels])
+            assert [("3", 50)] in levels and levels[-1] == [], levels
             assert await app_insert(app, 3) == "ok"
         finally:
             await app.close()
@@ -553,3 +571,34 @@ async def test_a_tenant_column_that_is_not_the_list_key_tells_no_tenants_apart(
         # asked for a tenant, the gate answers from the collection's state
         answer = await gate(conn, "search", "anyone")
         assert answer["scope"] is None and answer["state"] == "normal"
+
+
+async def test_a_daemon_that_does_not_act_observes_the_tenants_and_records_nothing(
+    db: Database, dsn: str, state_dir: Path
+) -> None:
+    """As for the collection, only the acting daemon records tenant states and events; another
+    daemon on the database follows the same states in memory and exports them."""
+    async with collection(dsn, SPEC) as conn:
+        await add_default_partition(conn)
+        h = await harness(db, tenant_config(dsn, state_dir), clock=now_clock())
+        writer = h.monitor("items")
+        watcher_rt = Runtime(h.config, h.clock, Metrics(), h.store, writes=lambda: False)
+        c = h.config.collection("items")
+        watcher = CollectionMonitor(watcher_rt, c, h.ids["items"], Sampler(db, c))
+        await writer.cycle()
+        await watcher.cycle()
+        for _ in range(3):
+            await hot_sample(conn, h, writer, SPEC, shard=3)
+            seen = await watcher.cycle()
+        assert states(seen)["3"] is State.STRESS
+        assert watcher.tenants is not None and watcher.tenants.trackers["3"].state is State.STRESS
+        assert watcher_rt.metrics.tenant_state.labels("items", "3")._value.get() == 1
+        events = await db.fetchval(
+            "SELECT count(*) FROM ruvector.integrity_events "
+            "WHERE event_type = 'tenant_state_change'"
+        )
+        assert events == 1  # the writer's
+        assert (
+            await db.fetchval("SELECT state FROM ruvector.tenant_state WHERE tenant = '3'")
+            == "stress"
+        )

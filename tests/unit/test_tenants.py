@@ -388,7 +388,7 @@ def test_a_tenants_series_go_when_it_leaves_and_all_go_with_the_collection() -> 
     assert 'collection="items",tenant="a"' not in text
     assert 'ruvector_integrity_tenant_state{collection="items",tenant="b"} 0.0' in text
     assert 'ruvector_integrity_tenant_state{collection="items",tenant="(other)"} 0.0' in text
-    m.forget_collection("items")
+    m.forget_collection("items", [])
     text = m.render().decode()
     assert 'collection="items"' not in text.replace("ruvectord_info", "")
     assert 'ruvector_integrity_tenant_state{collection="other-collection",tenant="a"} 1.0' in text
