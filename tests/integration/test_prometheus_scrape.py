@@ -330,7 +330,7 @@ async def _run(dsn: str, tmp: Path, daemon_log: Path) -> None:
         ttr = await prom.value(f"ruvector_healing_time_to_recovery_seconds{{{sel}}}")
         assert ttr is not None and ttr > 0
         ttv = await prom.value(f"ruvector_healing_time_to_verification_seconds{{{sel}}}")
-        assert ttv is not None and 0 < ttv
+        assert ttv is not None and ttv > 0
 
         # ---- 4. the dashboard's queries, as Grafana sends them, all return data
         board = await anyio.to_thread.run_sync(load_dashboard)
