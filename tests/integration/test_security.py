@@ -310,3 +310,45 @@ async def test_rows_that_would_break_a_loop_are_refused(db: Database, dsn: str) 
                 cid,
                 value,
             )
+
+
+async def test_removing_the_guard_says_who_can(pg_server: PgServer) -> None:
+    """Dropping a trigger needs the table's owner: the daemon is told whose table it is and
+    what to run, not a bare "must be owner"; the guard stays until then."""
+    async with parties(pg_server) as p:
+        cid = await _configure(p, 0)
+        daemon = await asyncpg.connect(p.as_(p.daemon))
+        try:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError) as refused:
+                await daemon.execute("SELECT ruvector.remove_throttle_guard($1)", cid)
+        finally:
+            await daemon.close()
+        admin = await asyncpg.connect(p.dsn)
+        try:
+            owner = await admin.fetchval(
+                "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = $1::regclass",
+                p.spec.qualified,
+            )
+            assert str(refused.value).splitlines()[0] == (
+                f"the throttle guard on {p.spec.qualified} can be removed only by the "
+                f"table's owner, {owner}"
+            )
+            hint = getattr(refused.value, "hint", "")
+            assert hint == f"as {owner}: DROP TRIGGER ruvector_throttle_guard ON {p.spec.qualified}"
+            guards = "SELECT count(*) FROM pg_trigger WHERE tgname = 'ruvector_throttle_guard'"
+            assert await admin.fetchval(guards) > 0  # still in place
+            # handed to ruvector_owner, the table's guard can be removed by the daemon
+            await admin.execute(f"ALTER TABLE {p.spec.qualified} OWNER TO ruvector_owner")
+        finally:
+            await admin.close()
+        daemon = await asyncpg.connect(p.as_(p.daemon))
+        try:
+            await daemon.execute("SELECT ruvector.remove_throttle_guard($1)", cid)
+            await daemon.execute("SELECT ruvector.remove_throttle_guard($1)", cid)  # idempotent
+        finally:
+            await daemon.close()
+        admin = await asyncpg.connect(p.dsn)
+        try:
+            assert await admin.fetchval(guards) == 0
+        finally:
+            await admin.close()
