@@ -1,13 +1,15 @@
 """`ruvectord demo`: the whole loop on a real embedded PostgreSQL, narrated.
 
 A partitioned pgvector collection that declared its placement gets a steady workload, then a
-burst of writes on one partition. The terminal shows lambda_cut and the state at every sample,
-the witness edges when the state changes, and every healing step: classification, the
+burst of writes on one partition, then (under the same steady load) mass deletes on another
+partition with autovacuum off there. The terminal shows lambda_cut and the state at every
+sample, the witness edges when the state changes, and every healing step: classification, the
 strategy picked by learned weight (rebalance_partitions first, which moves rows but cannot
 stop a burst of new writes, so it is rolled back and learned from; then throttle_ingestion),
-verification or rollback, the throttle lifted once integrity is normal again, and the
-effectiveness report with both strategies' weights. `--json` prints the same timeline as JSON
-lines.
+verification or rollback, the throttle lifted once integrity is normal again; then the
+fragmented HNSW index read as IndexFragmentation and compacted (VACUUM, then REINDEX
+CONCURRENTLY while writes go on); and the effectiveness report with every strategy's weight.
+`--json` prints the same timeline as JSON lines.
 """
 
 from __future__ import annotations
@@ -29,11 +31,23 @@ from ruvectord.config import Config, DatabaseConfig
 from ruvectord.embedded import EmbeddedPostgres
 from ruvectord.integrity.monitor import Cycle
 from ruvectord.logs import setup_logging
-from ruvectord.scenarios.collection import CollectionSpec, create_collection
+from ruvectord.scenarios.collection import (
+    CollectionSpec,
+    create_collection,
+    flush_stats,
+    grant_canary,
+)
+from ruvectord.scenarios.faults import mass_delete
 from ruvectord.scenarios.workload import Workload
 from ruvectord.systemd import Notifier
 
 HOT_SHARD = 3
+# phase 4: a partition away from the hot one (whose index the moves of phase 2 touched)
+FRAGMENTED_SHARD = 6
+# 40 % of its rows: n_dead_tup reads about 40 % of the partition (capacity 1 - 0.4 / 0.6, so
+# lambda about 0.35, well under 0.8); should page pruning lower n_dead_tup, the index's size
+# still reads about a fifth of it holding no live row (lambda about 0.6)
+DELETED_SHARE = 0.4
 
 
 @dataclass
@@ -115,6 +129,7 @@ class Timeline:
                         "stepping down",  # the brake let go in steps
                         "of the brake, holding",  # ... and stepped back up
                         "no safe automatic action",
+                        "index fragmentation",  # phase 4's classification
                     )
                 )
                 and "weakest cut" not in part
@@ -154,10 +169,17 @@ def demo_config(dsn: str, state_dir: Path, interval: float) -> Config:
             "healing": {
                 "min_healing_interval_seconds": 3 * interval,
                 "settle_seconds": 3 * interval,
-                "max_attempts_per_window": 5,
+                # the hotspot takes 3 or 4 attempts (5 on a bad day); the fragmentation of
+                # phase 4 comes within the same 600 s and must not find the window full
+                "max_attempts_per_window": 8,
                 "attempt_window_seconds": 600,
                 # let go in three steps, 3 samples each (production holds 30 s a step)
                 "throttle": {"retry_after_seconds": 2, "lift_hold_seconds": 3 * interval},
+                # any time (no windows, the default), and an index compacted by an earlier
+                # run on the same --data-dir is not resting (production: 6 h per index)
+                "strategies": {
+                    "compact_indexes": {"enabled": True, "min_interval_per_target_seconds": 0}
+                },
             },
             "collections": [
                 {
@@ -209,6 +231,9 @@ async def _demo(json_lines: bool, data_dir: Path | None, fast: bool) -> int:
         conn = await asyncpg.connect(dsn, timeout=10)
         try:
             vector = await create_collection(conn, spec)
+            if vector:
+                # and -v canary=on, so compact_indexes reports recall before and after
+                await grant_canary(conn, spec)
         finally:
             await conn.close()
         out.say(
@@ -233,7 +258,7 @@ async def _demo(json_lines: bool, data_dir: Path | None, fast: bool) -> int:
                 f"daemon started: a sample every {interval:g} s, thresholds 0.8 / 0.3, "
                 f"stress after 3 low samples; its JSON log is {log_path}"
             )
-            ok = await _scenario(out, work, spec, interval)
+            ok = await _scenario(out, work, spec, interval, dsn)
             await _report(out, daemon, work)
             daemon.stop()
         out.say("stopped the daemon")
@@ -249,7 +274,9 @@ async def _demo(json_lines: bool, data_dir: Path | None, fast: bool) -> int:
             out.say(f"stopped the embedded server; its data stays in {root}")
 
 
-async def _scenario(out: Timeline, work: Workload, spec: CollectionSpec, interval: float) -> bool:
+async def _scenario(
+    out: Timeline, work: Workload, spec: CollectionSpec, interval: float, dsn: str
+) -> bool:
     shards = list(range(spec.partitions))
     ok = True
     async with anyio.create_task_group() as steady:
@@ -291,8 +318,64 @@ async def _scenario(out: Timeline, work: Workload, spec: CollectionSpec, interva
         if not recovered:
             out.say("integrity did not return to normal within the time allowed")
             ok = False
+        stressed = "stress" in out.states
+
+        # the steady load goes on: compaction rebuilds the index while writes and searches
+        # continue
+        ok = await _fragmentation(out, spec, interval, dsn, vector=work.vector) and ok
         steady.cancel_scope.cancel()
-    return ok and "stress" in out.states
+    return ok and stressed
+
+
+async def _fragmentation(
+    out: Timeline, spec: CollectionSpec, interval: float, dsn: str, *, vector: bool
+) -> bool:
+    """Phase 4: mass deletes leave dead entries in one HNSW index; compact_indexes heals."""
+    if not vector:
+        out.phase(
+            "phase 4 skipped: no pgvector here (real[] vectors), so no HNSW index to fragment"
+        )
+        return True
+    table = spec.partition_qualified(FRAGMENTED_SHARD)
+    name = f"{spec.schema}.{spec.partition_name(FRAGMENTED_SHARD)}"
+    out.phase(
+        f"phase 4: mass deletes on items_p{FRAGMENTED_SHARD} - {DELETED_SHARE:.0%} of its rows, "
+        "autovacuum off there, under the steady load"
+    )
+    base = len(out.decisions)
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        deleted = await mass_delete(conn, spec, shard=FRAGMENTED_SHARD, share=DELETED_SHARE)
+        # as the cleanup job would after a bulk delete (autovacuum's analyze is off there
+        # now): ANALYZE brings the index's size in the catalog up to date (it dates from the
+        # collection's creation, 200 rows a partition, or autovacuum's last visit), so the
+        # sensor's size-based reading, which page pruning cannot lower, sees the dead
+        # entries too, not only n_dead_tup
+        await conn.execute(f"ANALYZE {table}")
+        await flush_stats(conn)
+        out.say(
+            f"deleted {deleted} rows of {name} and analyzed it; its HNSW index keeps their "
+            "entries until VACUUM"
+        )
+
+        def compacted() -> bool:
+            return any(
+                d.startswith("compact_indexes") and "verified: lambda" in d
+                for d in out.decisions[base:]
+            )
+
+        healed = await out.wait(compacted, 30 * interval)
+        if not healed:
+            out.say("the fragmented index was not compacted within the time allowed")
+        recovered = await out.wait(lambda: out.states[-1:] == ["normal"], 20 * interval)
+        if healed and not recovered:
+            out.say("integrity did not return to normal within the time allowed")
+        # the demo's own setting, not the healing's: autovacuum back on (compaction does
+        # not touch reloptions), so a kept --data-dir is left as it was
+        await conn.execute(f"ALTER TABLE {table} RESET (autovacuum_enabled)")
+    finally:
+        await conn.close()
+    return healed and recovered
 
 
 async def _report(out: Timeline, daemon: Any, work: Workload) -> None:
@@ -314,13 +397,39 @@ async def _report(out: Timeline, daemon: Any, work: Workload) -> None:
     )
     actions = await store.list_actions()
     for a in reversed(actions):
+        detail = ""
+        if a["strategy_name"] == "compact_indexes":
+            detail = _compacted(
+                await daemon.db.fetchval(
+                    "SELECT result FROM ruvector.healing_actions WHERE id = $1", a["id"]
+                )
+            )
         out.emit(
             "action",
-            f"· action {a['id']}: {a['strategy_name']} {a['status']}",
+            f"· action {a['id']}: {a['strategy_name']} {a['status']} ({a['problem_class']})"
+            + (f": {detail}" if detail else ""),
             id=a["id"],
             strategy=a["strategy_name"],
+            problem=a["problem_class"],
             status=a["status"],
         )
+
+
+def _compacted(result: Any) -> str:
+    """What compact_indexes measured, from its journal row: size per live row, recall."""
+    if not isinstance(result, dict):
+        return ""
+
+    def recall(value: Any) -> str:
+        return f"{value:.2f}" if isinstance(value, int | float) else "unavailable"
+
+    return "; ".join(
+        f"{c['name']} {c['bytes_per_live_tuple_before']:.0f} -> "
+        f"{c['bytes_per_live_tuple_after']:.0f} bytes per live row in {c['seconds']:.1f} s, "
+        f"recall {recall(c['recall_before'])} -> {recall(c['recall_after'])}"
+        for c in result.get("compacted", [])
+        if c.get("bytes_per_live_tuple_before") and c.get("bytes_per_live_tuple_after")
+    )
 
 
 async def _effectiveness_lines(db: Any) -> list[str]:

@@ -146,6 +146,18 @@ async def grant_placement(conn: asyncpg.Connection, spec: CollectionSpec) -> Non
             await conn.execute(f"GRANT {lock} ON {p['rel']} TO ruvector_owner")
 
 
+async def grant_canary(conn: asyncpg.Connection, spec: CollectionSpec) -> None:
+    """What `deploy/sql/roles.sql -v canary=on` does: the owner may read every partition, so
+    the recall canary of compact_indexes and rebuild_centroids can sample probe vectors and
+    compare exact and index searches."""
+    if not await conn.fetchval("SELECT to_regrole('ruvector_owner') IS NOT NULL"):
+        return
+    q = _ident(spec.schema) + "." + _ident(spec.table)
+    parts = await conn.fetch("SELECT relid::regclass::text AS rel FROM pg_partition_tree($1)", q)
+    for p in parts:
+        await conn.execute(f"GRANT SELECT ON TABLE {p['rel']} TO ruvector_owner")
+
+
 async def grant_guard(conn: asyncpg.Connection, spec: CollectionSpec) -> None:
     """What deploy/sql/roles.sql does for a collection table: the role that owns ruvectord's
     functions may attach the throttle guard (the daemon's own role may not), and read IVFFlat
