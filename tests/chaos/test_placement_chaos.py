@@ -120,20 +120,37 @@ async def daemon(
         await anyio.to_thread.run_sync(out.close)
 
 
-async def _until(conn: asyncpg.Connection, sql: str, limit: float, *args: Any) -> Any:
-    with anyio.fail_after(limit):
-        while not (value := await conn.fetchval(sql, *args)):  # noqa: ASYNC110
-            await anyio.sleep(0.05)
+async def _until(
+    conn: asyncpg.Connection, sql: str, limit: float, *args: Any, log: Path | None = None
+) -> Any:
+    try:
+        with anyio.fail_after(limit):
+            while not (value := await conn.fetchval(sql, *args)):  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"not within {limit} s: {sql}{await _last_words(log)}") from None
     return value
 
 
 async def _logged(log: Path, event: str, limit: float) -> None:
-    with anyio.fail_after(limit):
-        while True:
-            text = await anyio.Path(log).read_text()
-            if f'"{event}"' in text:
-                return
-            await anyio.sleep(0.05)
+    try:
+        with anyio.fail_after(limit):
+            while True:
+                text = await anyio.Path(log).read_text()
+                if f'"{event}"' in text:
+                    return
+                await anyio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"no {event} within {limit} s{await _last_words(log)}") from None
+
+
+async def _last_words(log: Path | None) -> str:
+    """The daemon's last decisions, for a failure message: what it was doing instead."""
+    if log is None or not await anyio.Path(log).exists():
+        return ""
+    lines = (await anyio.Path(log).read_text()).splitlines()
+    said = [line for line in lines if '"cycle_decided"' in line or '"level": "error"' in line]
+    return "\nthe daemon's last lines:\n" + "\n".join(said[-6:])
 
 
 async def _prepare(conn: asyncpg.Connection, strategy: str) -> bool:
@@ -259,6 +276,7 @@ async def _run(
                         "('succeeded', 'rolled_back', 'failed', 'unverified', "
                         "'rollback_failed') LIMIT 1",
                         120,
+                        log=log,
                     )
                 else:
                     if testpoint:
@@ -269,12 +287,14 @@ async def _run(
                             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
                             "'Lock' AND query LIKE '%placement_move%'",
                             120,
+                            log=log,
                         )
                     else:
                         await _until(
                             conn,
                             "SELECT id FROM ruvector.healing_actions WHERE status = 'verifying'",
                             120,
+                            log=log,
                         )
                     proc.send_signal(signal.SIGKILL)
                     with anyio.fail_after(10):

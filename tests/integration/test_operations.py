@@ -125,7 +125,8 @@ async def test_heal_approve_reject_and_list_from_the_cli(
     assert re.match(r" 1  \S+ \S+ UTC  items +scale_replicas +approved +0.400 -> -$", lines[2])
     report = await cli("effectiveness", "-c", str(cfg))
     assert report.stdout.strip().endswith(
-        "overall: 0 attempt(s), 0% verified, mean time to recovery -"
+        "overall: 0 attempt(s), 0% verified, mean time to verification -, "
+        "mean time to recovery (degraded -> normal) -"
     )
 
 
