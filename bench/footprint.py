@@ -41,6 +41,7 @@ from pathlib import Path
 import anyio
 import asyncpg
 
+import ruvectord
 from ruvectord.embedded import EmbeddedPostgres
 from ruvectord.scenarios.collection import CollectionSpec, create_collection
 
@@ -158,7 +159,9 @@ collections:
     )
     log = (root / f"daemon-{shape}.log").open("w")
     source = args.source or ROOT
-    env = {**os.environ, "PYTHONPATH": str(source)}
+    # without what importing ruvectord here set: the daemon decides for itself
+    env = {k: v for k, v in os.environ.items() if k not in ruvectord.ENV_DEFAULTS}
+    env["PYTHONPATH"] = str(source)
     proc = subprocess.Popen(
         [sys.executable, "-m", "ruvectord.cli", "run", "-c", str(cfg)],
         env=env,

@@ -10,6 +10,10 @@ __version__ = "0.1.0"
 # thread of its own: OpenBLAS's default, a thread per core that spins while it waits for work,
 # made a 131-node eigvalsh cost 21 ms of CPU instead of 0.6 ms on a busy 2-core machine
 # (bench/footprint.py, README "Footprint").
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    _os.environ.setdefault(_var, "1")
-del _var
+# What this import set (bench/footprint.py leaves it out of the daemon it starts).
+ENV_DEFAULTS = {
+    var: "1"
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    if var not in _os.environ
+}
+_os.environ.update(ENV_DEFAULTS)

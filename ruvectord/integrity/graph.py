@@ -25,6 +25,7 @@ spread, never its total. tests/unit/test_calibration.py checks this over generat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -403,16 +404,7 @@ def expected_index_bytes(ix: IndexStats, live: int, block_size: int = 8192) -> f
         m = _int_option(ix.options, "m", 16)
         if m < 2:
             return None
-        element = _align(4 + _HNSW_HEAPTIDS * _TID + _TID + 2 + datum)
-        neighbours = 0.0
-        for level in range(12):
-            p_level = m ** (-level) * (1 - 1 / m)
-            neighbours += p_level * _align(4 + _TID * (level + 2) * m)
-        per_entry = element + neighbours + 2 * _ITEM_ID
-        # small entries pack to about _FILL; large ones lose what does not fit whole, about
-        # half an entry per page (measured within 3 % for 16..1536 dimensions, m 8..32)
-        per_page = min(usable * _FILL / per_entry, max(1.0, usable / per_entry - 0.5))
-        pages = 1 + live / per_page + 1  # the meta page, a partly filled last page
+        pages = 1 + live / _hnsw_entries_per_page(m, datum, usable) + 1  # meta, last page
     elif ix.method == "ivfflat":
         lists = _int_option(ix.options, "lists", 100)
         tuple_bytes = _align(8 + datum) + _ITEM_ID
@@ -422,6 +414,20 @@ def expected_index_bytes(ix: IndexStats, live: int, block_size: int = 8192) -> f
     else:
         return None
     return pages * block_size
+
+
+@functools.lru_cache(maxsize=256)
+def _hnsw_entries_per_page(m: int, datum: int, usable: int) -> float:
+    """HNSW entries a page holds; the same for every sample of an index, so kept."""
+    element = _align(4 + _HNSW_HEAPTIDS * _TID + _TID + 2 + datum)
+    neighbours = 0.0
+    for level in range(12):
+        p_level = m ** (-level) * (1 - 1 / m)
+        neighbours += p_level * _align(4 + _TID * (level + 2) * m)
+    per_entry = element + neighbours + 2 * _ITEM_ID
+    # small entries pack to about _FILL; large ones lose what does not fit whole, about
+    # half an entry per page (measured within 3 % for 16..1536 dimensions, m 8..32)
+    return min(usable * _FILL / per_entry, max(1.0, usable / per_entry - 0.5))
 
 
 def index_bloat(ix: IndexStats, live: int, block_size: int = 8192) -> float | None:

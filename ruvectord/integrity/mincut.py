@@ -126,6 +126,14 @@ def algebraic_connectivity(
     rows = np.fromiter((pairs[i][0] for i in keep), dtype=np.int64, count=len(keep))
     cols = np.fromiter((pairs[i][1] for i in keep), dtype=np.int64, count=len(keep))
     vals = np.fromiter((caps[i] for i in keep), dtype=np.float64, count=len(keep))
+    if num_nodes <= dense_limit:
+        # straight into a dense matrix: scipy.sparse's conversions cost more than the
+        # eigensolver itself at the sizes a contracted graph has
+        dense = np.zeros((num_nodes, num_nodes))
+        np.add.at(dense, (rows, cols), vals)
+        np.add.at(dense, (cols, rows), vals)
+        dense[np.diag_indices(num_nodes)] = -dense.sum(axis=1)
+        return max(0.0, _dense_lambda2(-dense))
     adjacency = scipy.sparse.coo_matrix(
         (
             np.concatenate([vals, vals]),
@@ -136,10 +144,9 @@ def algebraic_connectivity(
     degree = np.asarray(adjacency.sum(axis=1)).ravel()
     laplacian = (scipy.sparse.diags(degree) - adjacency).tocsc()
 
-    if num_nodes > dense_limit:
-        sparse_value = _sparse_lambda2(laplacian)
-        if sparse_value is not None:
-            return max(0.0, sparse_value)
+    sparse_value = _sparse_lambda2(laplacian)
+    if sparse_value is not None:
+        return max(0.0, sparse_value)
     return max(0.0, _dense_lambda2(laplacian.toarray()))
 
 
