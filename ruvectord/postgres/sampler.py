@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 import asyncpg
@@ -61,18 +62,136 @@ class Topology:
         return [self.root_oid, *self.partitions, *self.index_owner]
 
 
-_ROOT = """
-    SELECT cl.oid, cl.relkind::text AS relkind,
-           (SELECT a.attnum FROM pg_attribute a
-             WHERE a.attrelid = cl.oid AND a.attname = $3 AND NOT a.attisdropped
-               AND a.attnum > 0) AS vector_attnum,
-           (SELECT a.attnum FROM pg_attribute a
-             WHERE a.attrelid = cl.oid AND a.attname = $4 AND NOT a.attisdropped
-               AND a.attnum > 0) AS tenant_attnum,
-           pt.partstrat::text AS partstrat, pt.partattrs::int2[] AS partattrs
-      FROM pg_class cl
-      JOIN pg_namespace n ON n.oid = cl.relnamespace
-      LEFT JOIN pg_partitioned_table pt ON pt.partrelid = cl.oid
+# One statement for the collection's relations: the table, its leaves (itself, when plain)
+# with their statistics, every index's OID on each leaf (to attribute locks) and its vector
+# indexes. Statistics through the pg_stat_get_* functions pg_stat_user_tables is built on,
+# without the view's other thirty columns and its join of every table's indexes.
+_RELATIONS = """
+    WITH RECURSIVE root AS (
+        SELECT cl.oid, cl.relkind::text AS relkind,
+               (SELECT a.attnum FROM pg_attribute a
+                 WHERE a.attrelid = cl.oid AND a.attname = $3 AND NOT a.attisdropped
+                   AND a.attnum > 0) AS vector_attnum,
+               (SELECT a.attnum FROM pg_attribute a
+                 WHERE a.attrelid = cl.oid AND a.attname = $4 AND NOT a.attisdropped
+                   AND a.attnum > 0) AS tenant_attnum,
+               pt.partstrat::text AS partstrat, pt.partattrs::int2[] AS partattrs
+          FROM pg_class cl
+          JOIN pg_namespace n ON n.oid = cl.relnamespace
+          LEFT JOIN pg_partitioned_table pt ON pt.partrelid = cl.oid
+         WHERE n.nspname = $1 AND cl.relname = $2
+    ), tree(relid) AS (
+        SELECT oid FROM root
+        UNION ALL
+        SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid
+    ), leaves AS (
+        SELECT cl.oid, format('%I.%I', n.nspname, cl.relname) AS name, cl.relpages
+          FROM tree JOIN pg_class cl ON cl.oid = tree.relid
+          JOIN pg_namespace n ON n.oid = cl.relnamespace
+         WHERE cl.relkind IN ('r', 'm')
+    )
+    SELECT root.*, l.oid AS leaf, l.name,
+           pg_stat_get_live_tuples(l.oid) AS live, pg_stat_get_dead_tuples(l.oid) AS dead,
+           pg_stat_get_tuples_inserted(l.oid) AS ins, pg_stat_get_tuples_updated(l.oid) AS upd,
+           pg_stat_get_tuples_deleted(l.oid) AS del, pg_stat_get_numscans(l.oid) AS seq,
+           greatest(l.relpages, 0)::bigint * current_setting('block_size')::bigint AS tbytes,
+           ix.idx, ix.pages * current_setting('block_size')::bigint AS ibytes, ix.oids,
+           ARRAY(
+               SELECT ROW(i.indexrelid, format('%I.%I', n.nspname, ic.relname), am.amname,
+                          i.indisvalid,
+                          greatest(ic.relpages, 0)::bigint
+                              * current_setting('block_size')::bigint,
+                          coalesce(ic.reloptions, '{}'), t.typname::text,
+                          nullif(a.atttypmod, -1))
+                 FROM pg_index i
+                 JOIN pg_class ic ON ic.oid = i.indexrelid
+                 JOIN pg_am am ON am.oid = ic.relam
+                 JOIN pg_namespace n ON n.oid = ic.relnamespace
+                 LEFT JOIN pg_attribute a ON a.attrelid = i.indexrelid AND a.attnum = 1
+                 LEFT JOIN pg_type t ON t.oid = a.atttypid
+                WHERE i.indrelid = l.oid AND am.amname IN ('hnsw', 'ivfflat')
+                ORDER BY i.indexrelid
+           ) AS vector_indexes
+      FROM root
+      LEFT JOIN leaves l ON true
+      LEFT JOIN LATERAL (
+          SELECT coalesce(sum(pg_stat_get_numscans(i.indexrelid)), 0)::bigint AS idx,
+                 coalesce(sum(greatest(ic.relpages, 0)), 0)::bigint AS pages,
+                 array_agg(i.indexrelid) FILTER (WHERE i.indexrelid IS NOT NULL) AS oids
+            FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+           WHERE i.indrelid = l.oid
+      ) ix ON true
+     ORDER BY l.oid
+"""
+
+# Every backend of this database but this one, with the locks it holds or awaits on the
+# collection's relations: one read of pg_locks and pg_stat_activity serves both the routing
+# queue (_partitions) and the maintenance jobs (_activity).
+_ACTIVITY = """
+    WITH l AS (
+        SELECT pid,
+               array_agg(DISTINCT relation) FILTER (WHERE granted AND locktype = 'relation'
+                                                   AND relation = ANY($1::oid[])) AS held,
+               array_agg(DISTINCT relation) FILTER (WHERE NOT granted AND locktype = 'relation'
+                                                   AND relation = ANY($1::oid[])) AS awaited,
+               min(waitstart) FILTER (WHERE NOT granted) AS waitstart
+          FROM pg_locks
+         WHERE pid <> pg_backend_pid()
+         GROUP BY pid
+    )
+    SELECT a.pid, a.backend_type, a.state, a.application_name, a.wait_event_type,
+           left(a.query, 300) AS query,
+           extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::float8
+               AS running_seconds,
+           CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid)
+                ELSE '{}'::int[] END AS blocked_by,
+           greatest(0, extract(epoch FROM clock_timestamp() - l.waitstart))::float8
+               AS waited_seconds,
+           coalesce(l.held, '{}') AS held, coalesce(l.awaited, '{}') AS awaited
+      FROM pg_stat_activity a
+      LEFT JOIN l ON l.pid = a.pid
+     WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+"""
+
+# Server-wide, one row: settings, the database's counters, progress of maintenance commands,
+# replicas, and (with a collection id) the application's list statistics.
+_SERVER = """
+    SELECT pg_is_in_recovery() AS rec, current_setting('block_size')::int AS bs,
+           current_setting('server_version_num')::int AS v,
+           current_setting('max_connections')::int AS max_conn,
+           (SELECT ROW(xact_commit, xact_rollback, deadlocks, conflicts, temp_files, temp_bytes)
+              FROM pg_stat_database WHERE datname = current_database()) AS db,
+           ARRAY(
+               SELECT ROW(pid, relid, kind, phase) FROM (
+                   SELECT pid, relid, 'vacuum' AS kind, phase FROM pg_stat_progress_vacuum
+                   UNION ALL
+                   SELECT pid, relid, CASE WHEN command LIKE 'REINDEX%' THEN 'reindex'
+                                           ELSE 'create_index' END, phase
+                     FROM pg_stat_progress_create_index
+                   UNION ALL
+                   SELECT pid, relid, lower(command), phase FROM pg_stat_progress_cluster
+                   UNION ALL
+                   SELECT pid, relid, 'analyze', phase FROM pg_stat_progress_analyze
+               ) p
+           ) AS progress,
+           ARRAY(
+               SELECT ROW(pid,
+                          coalesce(nullif(application_name, ''), host(client_addr),
+                                   'pid ' || pid),
+                          coalesce(state, 'unknown'), coalesce(sync_state, 'async'),
+                          extract(epoch FROM greatest(write_lag, flush_lag, replay_lag))::float8,
+                          CASE WHEN pg_is_in_recovery() OR replay_lsn IS NULL THEN NULL
+                               ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint
+                          END,
+                          pg_wal_lsn_diff(flush_lsn, replay_lsn)::bigint)
+                 FROM pg_stat_replication
+           ) AS replicas
+"""
+_CENTROIDS = """,
+           ARRAY(
+               SELECT ROW(centroid_id, vector_count, latency_ms) FROM ruvector.centroid_stats
+                WHERE collection_id = $1
+           ) AS centroids
 """
 
 
@@ -101,19 +220,25 @@ class Sampler:
         self, taken_at: datetime, collection_id: int | None, *, host_memory: bool = True
     ) -> Snapshot:
         async with self.db.acquire() as conn, conn.transaction(readonly=True):
-            topo = await self._topology(conn, collection_id)
-            partitions, largest = await self._partitions(conn, topo)
-            indexes = await self._indexes(conn, topo)
-            activity, jobs = await self._activity(conn, topo, partitions)
-            replicas = await self._replicas(conn)
-            database = await self._database(conn)
-            meta = await conn.fetchrow(
-                "SELECT pg_is_in_recovery() AS rec, current_setting('block_size')::int AS bs,"
-                " current_setting('server_version_num')::int AS v"
+            topo, relations = await self._topology(conn, collection_id)
+            backends = await conn.fetch(_ACTIVITY, topo.relation_oids)
+            partitions, largest = self._partitions(topo, relations, backends)
+            indexes = self._indexes(relations)
+            server = await conn.fetchrow(
+                _SERVER + (_CENTROIDS if collection_id is not None else ""),
+                *(() if collection_id is None else (collection_id,)),
             )
-            assert meta is not None
-            centroids, bad_rows = await self._centroids(conn, collection_id)
-            ivf_lists = await self._ivf_lists(conn, indexes, taken_at, meta["bs"])
+            assert server is not None
+            cron_pids = await self._cron_pids(conn)
+            activity, jobs = self._activity(
+                topo, backends, server["progress"], cron_pids, server["max_conn"]
+            )
+            replicas = self._replicas(server["replicas"])
+            database = self._database(server["db"])
+            centroids, bad_rows = self._centroids(
+                server["centroids"] if collection_id is not None else None
+            )
+            ivf_lists = await self._ivf_lists(conn, indexes, taken_at, server["bs"])
             centroids = ivf_lists + centroids
         memory = await read_memory() if host_memory else None
         return Snapshot(
@@ -128,67 +253,51 @@ class Sampler:
             database=database,
             memory=memory,
             largest_relations=tuple(largest),
-            in_recovery=meta["rec"],
-            server_version=meta["v"],
-            block_size=meta["bs"],
+            in_recovery=server["rec"],
+            server_version=server["v"],
+            block_size=server["bs"],
             bad_centroid_rows=bad_rows,
         )
 
     # ------------------------------------------------------------------ topology
 
-    async def _topology(self, conn: asyncpg.Connection, collection_id: int | None) -> Topology:
+    async def _topology(
+        self, conn: asyncpg.Connection, collection_id: int | None
+    ) -> tuple[Topology, list[asyncpg.Record]]:
+        """The collection's relations and their statistics, in one statement (_RELATIONS)."""
         c = self.collection
         # the catalog's exact spelling, from PostgreSQL's identifier rules (identifiers.py), the
         # same the SQL side uses (ruvector.collection_table); OIDs from here on
-        root = await conn.fetchrow(
-            _ROOT + "WHERE n.nspname = $1 AND cl.relname = $2",
-            c.schema_name,
-            c.table_name,
-            c.vector_attname,
-            c.tenant_attname,
+        rows = await conn.fetch(
+            _RELATIONS, c.schema_name, c.table_name, c.vector_attname, c.tenant_attname
         )
-        if root is None:
+        if not rows:
             raise CollectionError(c.name, f"table {c.table} does not exist")
+        root = rows[0]
         if root["relkind"] not in ("r", "p"):
             raise CollectionError(c.name, f"{c.table} is not a table (relkind {root['relkind']})")
         if root["vector_attnum"] is None:
             raise CollectionError(c.name, f"column {c.vector_column!r} does not exist in {c.table}")
         if c.tenant_column and root["tenant_attnum"] is None:
             raise CollectionError(c.name, f"column {c.tenant_column!r} does not exist in {c.table}")
-        rows = await conn.fetch(
-            """
-            WITH RECURSIVE tree(relid) AS (
-                SELECT $1::oid
-                UNION ALL
-                SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid
-            )
-            SELECT cl.oid, format('%I.%I', n.nspname, cl.relname) AS name,
-                   cl.relkind::text AS relkind
-              FROM tree JOIN pg_class cl ON cl.oid = tree.relid
-              JOIN pg_namespace n ON n.oid = cl.relnamespace
-            """,
-            root["oid"],
-        )
-        leaves = {r["oid"]: r["name"] for r in rows if r["relkind"] in ("r", "m")}
+        rows = [r for r in rows if r["leaf"] is not None]
+        leaves = {r["leaf"]: r["name"] for r in rows}
         if not leaves:
             raise CollectionError(c.name, f"{c.table} is partitioned but has no partitions")
-        ix = await conn.fetch(
-            "SELECT indexrelid, indrelid FROM pg_index WHERE indrelid = ANY($1::oid[])",
-            list(leaves),
-        )
         tenant_list = (
             c.tenant_column is not None
             and root["partstrat"] == "l"
             and list(root["partattrs"] or []) == [root["tenant_attnum"]]
         )
         tenants = await self._tenants(conn, leaves, tenant_list)
-        return Topology(
+        topo = Topology(
             root["oid"],
             leaves,
-            {r["indexrelid"]: r["indrelid"] for r in ix},
+            {ix: r["leaf"] for r in rows for ix in r["oids"] or ()},
             tenants,
             collection_id,
         )
+        return topo, rows
 
     async def _tenants(
         self, conn: asyncpg.Connection, leaves: dict[int, str], tenant_list: bool
@@ -213,54 +322,27 @@ class Sampler:
 
     # ------------------------------------------------------------------ tables
 
-    async def _partitions(
-        self, conn: asyncpg.Connection, topo: Topology
+    def _partitions(
+        self, topo: Topology, rows: list[asyncpg.Record], backends: list[asyncpg.Record]
     ) -> tuple[list[PartitionStats], list[tuple[str, int]]]:
-        rows = await conn.fetch(
-            """
-            SELECT cl.oid,
-                   coalesce(s.n_live_tup, 0) AS live, coalesce(s.n_dead_tup, 0) AS dead,
-                   coalesce(s.n_tup_ins, 0) AS ins, coalesce(s.n_tup_upd, 0) AS upd,
-                   coalesce(s.n_tup_del, 0) AS del, coalesce(s.seq_scan, 0) AS seq,
-                   coalesce(s.idx_scan, 0) AS idx,
-                   greatest(cl.relpages, 0)::bigint
-                       * current_setting('block_size')::bigint AS tbytes,
-                   coalesce((SELECT sum(greatest(ic.relpages, 0))::bigint
-                               FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-                              WHERE i.indrelid = cl.oid), 0)
-                       * current_setting('block_size')::bigint AS ibytes
-              FROM pg_class cl
-              LEFT JOIN pg_stat_user_tables s ON s.relid = cl.oid
-             WHERE cl.oid = ANY($1::oid[])
-            """,
-            list(topo.partitions),
-        )
-        locks = await conn.fetch(
-            """
-            SELECT l.pid, l.relation, l.granted, a.state
-              FROM pg_locks l
-              JOIN pg_stat_activity a ON a.pid = l.pid
-             WHERE l.locktype = 'relation' AND l.relation = ANY($1::oid[])
-               AND l.pid <> pg_backend_pid()
-            """,
-            topo.relation_oids,
-        )
         active: dict[int, set[int]] = defaultdict(set)
         waiting: dict[int, set[int]] = defaultdict(set)
         running: dict[int, set[int]] = defaultdict(set)  # pid -> partitions it works on
         waiters: set[int] = set()
-        for lk in locks:
-            part = self._owner(topo, lk["relation"])
-            if not lk["granted"]:
-                waiters.add(lk["pid"])
-            if part is None:
+        for b in backends:
+            pid = b["pid"]
+            if b["awaited"]:
+                waiters.add(pid)
+            for relation in b["awaited"]:
+                if (part := self._owner(topo, relation)) is not None:
+                    waiting[part].add(pid)
+                    active[part].add(pid)
+            if b["state"] != "active":
                 continue
-            if not lk["granted"]:
-                waiting[part].add(lk["pid"])
-                active[part].add(lk["pid"])
-            elif lk["state"] == "active":
-                active[part].add(lk["pid"])
-                running[lk["pid"]].add(part)
+            for relation in b["held"]:
+                if (part := self._owner(topo, relation)) is not None:
+                    active[part].add(pid)
+                    running[pid].add(part)
         # The routing queue: a statement working on k partitions at once (a search over the
         # whole collection) is one statement, 1/k on each; one waiting for a lock is queued
         # behind its blocker, whose dependency edge carries it.
@@ -272,10 +354,10 @@ class Sampler:
                 queue[part] += 1.0 / len(parts)
         out = [
             PartitionStats(
-                oid=r["oid"],
-                name=topo.partitions[r["oid"]],
-                bound=self._bounds.get(r["oid"]),
-                tenant=topo.tenant_by_partition.get(r["oid"]),
+                oid=r["leaf"],
+                name=r["name"],
+                bound=self._bounds.get(r["leaf"]),
+                tenant=topo.tenant_by_partition.get(r["leaf"]),
                 live_tuples=r["live"],
                 dead_tuples=r["dead"],
                 inserts=r["ins"],
@@ -285,9 +367,9 @@ class Sampler:
                 idx_scans=r["idx"],
                 table_bytes=r["tbytes"],
                 index_bytes=r["ibytes"],
-                active_backends=len(active.get(r["oid"], ())),
-                waiting_backends=len(waiting.get(r["oid"], ())),
-                queue=round(queue.get(r["oid"], 0.0), 6),
+                active_backends=len(active.get(r["leaf"], ())),
+                waiting_backends=len(waiting.get(r["leaf"], ())),
+                queue=round(queue.get(r["leaf"], 0.0), 6),
             )
             for r in rows
         ]
@@ -302,91 +384,41 @@ class Sampler:
             return relation
         return topo.index_owner.get(relation)
 
-    async def _indexes(self, conn: asyncpg.Connection, topo: Topology) -> list[IndexStats]:
-        rows = await conn.fetch(
-            """
-            SELECT i.indexrelid AS oid, format('%I.%I', n.nspname, ic.relname) AS name,
-                   i.indrelid AS part, am.amname AS method, i.indisvalid AS valid,
-                   greatest(ic.relpages, 0)::bigint * current_setting('block_size')::bigint
-                       AS bytes,
-                   coalesce(ic.reloptions, '{}') AS options,
-                   t.typname AS vector_type, nullif(a.atttypmod, -1) AS dims
-              FROM pg_index i
-              JOIN pg_class ic ON ic.oid = i.indexrelid
-              JOIN pg_am am ON am.oid = ic.relam
-              JOIN pg_namespace n ON n.oid = ic.relnamespace
-              LEFT JOIN pg_attribute a ON a.attrelid = i.indexrelid AND a.attnum = 1
-              LEFT JOIN pg_type t ON t.oid = a.atttypid
-             WHERE i.indrelid = ANY($1::oid[]) AND am.amname = ANY($2::text[])
-            """,
-            list(topo.partitions),
-            list(VECTOR_METHODS),
-        )
+    @staticmethod
+    def _indexes(rows: list[asyncpg.Record]) -> list[IndexStats]:
         return [
             IndexStats(
-                oid=r["oid"],
-                name=r["name"],
-                partition_oid=r["part"],
-                method=r["method"],
-                bytes=r["bytes"],
-                valid=r["valid"],
-                options=dict(o.split("=", 1) for o in r["options"] if "=" in o),
-                vector_type=r["vector_type"],
-                dims=r["dims"],
+                oid=oid,
+                name=name,
+                partition_oid=r["leaf"],
+                method=method,
+                bytes=size,
+                valid=valid,
+                options=dict(o.split("=", 1) for o in options if "=" in o),
+                vector_type=vector_type,
+                dims=dims,
             )
             for r in rows
+            for oid, name, method, valid, size, options, vector_type, dims in r["vector_indexes"]
         ]
 
     # ------------------------------------------------------------------ activity
 
-    async def _activity(
-        self, conn: asyncpg.Connection, topo: Topology, partitions: list[PartitionStats]
+    def _activity(
+        self,
+        topo: Topology,
+        rows: list[asyncpg.Record],
+        progress: list[tuple[int, int, str, str]],
+        cron_pids: set[int],
+        max_conn: int,
     ) -> tuple[ActivityStats, list[MaintenanceJob]]:
-        rows = await conn.fetch(
-            """
-            SELECT a.pid, a.backend_type, a.state, a.application_name, a.wait_event_type,
-                   left(a.query, 300) AS query,
-                   extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::float8
-                       AS running_seconds,
-                   CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid)
-                        ELSE '{}'::int[] END AS blocked_by,
-                   (SELECT greatest(0, extract(epoch FROM clock_timestamp() - min(l.waitstart)))
-                      FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted)::float8
-                       AS waited_seconds,
-                   coalesce((SELECT array_agg(DISTINCT l.relation) FROM pg_locks l
-                              WHERE l.pid = a.pid AND l.locktype = 'relation'
-                                AND l.relation = ANY($1::oid[])), '{}') AS relations,
-                   coalesce((SELECT bool_or(NOT l.granted) FROM pg_locks l
-                              WHERE l.pid = a.pid AND l.locktype = 'relation'
-                                AND l.relation = ANY($1::oid[])), false) AS waits_on_collection
-              FROM pg_stat_activity a
-             WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
-            """,
-            topo.relation_oids,
-        )
-        progress = await conn.fetch(
-            """
-            SELECT pid, relid, 'vacuum' AS kind, phase FROM pg_stat_progress_vacuum
-            UNION ALL
-            SELECT pid, relid, CASE WHEN command LIKE 'REINDEX%' THEN 'reindex'
-                                    ELSE 'create_index' END, phase
-              FROM pg_stat_progress_create_index
-            UNION ALL
-            SELECT pid, relid, lower(command), phase FROM pg_stat_progress_cluster
-            UNION ALL
-            SELECT pid, relid, 'analyze', phase FROM pg_stat_progress_analyze
-            """
-        )
-        cron_pids = await self._cron_pids(conn)
-        max_conn = await conn.fetchval("SELECT current_setting('max_connections')::int")
-
         by_pid = {r["pid"]: r for r in rows}
         part_set = set(topo.partitions)
 
         def touched(pid: int, relid: int | None = None) -> set[int]:
             found: set[int] = set()
             r = by_pid.get(pid)
-            for rel in r["relations"] if r else []:
+            for rel in (*r["held"], *r["awaited"]) if r else ():
                 owner = self._owner(topo, rel)
                 if owner is not None:
                     found.add(owner)
@@ -401,7 +433,7 @@ class Sampler:
         blocking: dict[int, int] = defaultdict(int)
         blocked_seconds: dict[int, float] = defaultdict(float)
         for r in rows:
-            if r["waits_on_collection"]:
+            if r["awaited"]:
                 for blocker in r["blocked_by"]:
                     blocking[blocker] += 1
                     blocked_seconds[blocker] += r["waited_seconds"] or 0.0
@@ -422,8 +454,8 @@ class Sampler:
                 blocked_seconds=round(blocked_seconds.get(pid, 0.0), 3),
             )
 
-        for p in progress:
-            add(p["pid"], p["kind"], f"{p['kind']}: {p['phase']}", touched(p["pid"], p["relid"]))
+        for pid, relid, kind, phase in progress:
+            add(pid, kind, f"{kind}: {phase}", touched(pid, relid))
         for r in rows:
             pid = r["pid"]
             query = r["query"] or ""
@@ -464,61 +496,30 @@ class Sampler:
 
     # ------------------------------------------------------------------ server-wide
 
-    async def _replicas(self, conn: asyncpg.Connection) -> list[ReplicaStats]:
-        rows = await conn.fetch(
-            """
-            SELECT pid,
-                   coalesce(nullif(application_name, ''), host(client_addr), 'pid ' || pid) AS name,
-                   coalesce(state, 'unknown') AS state, coalesce(sync_state, 'async') AS sync,
-                   extract(epoch FROM greatest(write_lag, flush_lag, replay_lag))::float8 AS lag_s,
-                   CASE WHEN pg_is_in_recovery() OR replay_lsn IS NULL THEN NULL
-                        ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint END AS lag_b,
-                   pg_wal_lsn_diff(flush_lsn, replay_lsn)::bigint AS unapplied_b
-              FROM pg_stat_replication
-            """
-        )
+    @staticmethod
+    def _replicas(rows: list[tuple[Any, ...]]) -> list[ReplicaStats]:
         return [
-            ReplicaStats(
-                r["name"],
-                r["pid"],
-                r["state"],
-                r["sync"],
-                r["lag_s"],
-                r["lag_b"],
-                unapplied_bytes=r["unapplied_b"],
-            )
-            for r in rows
+            ReplicaStats(name, pid, state, sync, lag_s, lag_b, unapplied_bytes=unapplied_b)
+            for pid, name, state, sync, lag_s, lag_b, unapplied_b in rows
         ]
 
-    async def _database(self, conn: asyncpg.Connection) -> DatabaseStats:
-        r = await conn.fetchrow(
-            """
-            SELECT xact_commit, xact_rollback, deadlocks, conflicts, temp_files, temp_bytes
-              FROM pg_stat_database WHERE datname = current_database()
-            """
-        )
-        if r is None:
+    @staticmethod
+    def _database(row: tuple[Any, ...] | None) -> DatabaseStats:
+        if row is None:
             return DatabaseStats(0, 0, 0, 0, 0, 0)
-        return DatabaseStats(*(int(v or 0) for v in r.values()))
+        return DatabaseStats(*(int(v or 0) for v in row))
 
-    async def _centroids(
-        self, conn: asyncpg.Connection, collection_id: int | None
-    ) -> tuple[list[CentroidStats], int]:
+    @staticmethod
+    def _centroids(rows: list[tuple[Any, ...]] | None) -> tuple[list[CentroidStats], int]:
         """The application's list statistics, and how many of its rows were unusable.
 
         One bad row (a NaN, an infinite or negative figure) must not fail every sample:
         it is skipped and counted, and the monitor says so once.
         """
-        if collection_id is None:
+        if rows is None:
             return [], 0
-        rows = await conn.fetch(
-            "SELECT centroid_id, vector_count, latency_ms FROM ruvector.centroid_stats "
-            "WHERE collection_id = $1",
-            collection_id,
-        )
         out, bad = [], 0
-        for r in rows:
-            count, latency = r["vector_count"], r["latency_ms"]
+        for centroid_id, count, latency in rows:
             if (
                 count is None
                 or count < 0
@@ -526,7 +527,7 @@ class Sampler:
             ):
                 bad += 1
                 continue
-            out.append(CentroidStats(r["centroid_id"], count, latency))
+            out.append(CentroidStats(centroid_id, count, latency))
         return out, bad
 
     async def _ivf_lists(
@@ -596,8 +597,13 @@ async def read_memory(
     meminfo: Path = Path("/proc/meminfo"), cgroup_root: Path = Path("/sys/fs/cgroup")
 ) -> MemoryStats | None:
     """Host memory from /proc/meminfo, and cgroup v2 limits of this machine where present."""
+    # one worker-thread hop for the three small files, not one for each
+    return await anyio.to_thread.run_sync(_read_memory, meminfo, cgroup_root)
+
+
+def _read_memory(meminfo: Path, cgroup_root: Path) -> MemoryStats | None:
     try:
-        text = await anyio.Path(meminfo).read_text()
+        text = meminfo.read_text()
     except OSError:
         return None
     values: dict[str, int] = {}
@@ -610,8 +616,8 @@ async def read_memory(
     available = values.get("MemAvailable", values.get("MemFree", 0))
     current = maximum = None
     try:
-        current = int((await anyio.Path(cgroup_root / "memory.current").read_text()).strip())
-        raw_max = (await anyio.Path(cgroup_root / "memory.max").read_text()).strip()
+        current = int((cgroup_root / "memory.current").read_text().strip())
+        raw_max = (cgroup_root / "memory.max").read_text().strip()
         maximum = None if raw_max == "max" else int(raw_max)
     except (OSError, ValueError):
         pass
