@@ -7,6 +7,7 @@ cut ``lambda_cut`` and the Laplacian's second eigenvalue. Pure: no I/O, no clock
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Sequence
@@ -97,12 +98,24 @@ def lambda_cut(
             f"unit has {len(unit)} entries but edges has {len(edges)}; need one weight per edge"
         )
     raw_cut = min_cut(num_nodes, edges, effective)
-    unit_cut = min_cut(num_nodes, edges, unit)
+    try:
+        unit_cut = _unit_cut(num_nodes, tuple(edges), tuple(unit))
+    except TypeError:  # unhashable edges (lists): the same cut, not kept
+        unit_cut = min_cut(num_nodes, edges, unit)
     if not raw_cut.connected or unit_cut.value <= 0.0:
         normalised = 0.0
     else:
         normalised = min(1.0, max(0.0, raw_cut.value / unit_cut.value))
     return LambdaCut(raw=raw_cut.value, unit=unit_cut.value, normalised=normalised, cut=raw_cut)
+
+
+@functools.lru_cache(maxsize=64)
+def _unit_cut(
+    num_nodes: int, edges: tuple[tuple[int, int], ...], unit: tuple[float, ...]
+) -> MinCut:
+    """The normaliser's cut: it depends on the graph's shape only, which a collection keeps from
+    one sample to the next, so it is computed once per shape (a few per collection)."""
+    return min_cut(num_nodes, edges, unit)
 
 
 def algebraic_connectivity(
