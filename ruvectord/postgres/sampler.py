@@ -219,7 +219,10 @@ class Sampler:
     async def sample(
         self, taken_at: datetime, collection_id: int | None, *, host_memory: bool = True
     ) -> Snapshot:
-        async with self.db.acquire() as conn, conn.transaction(readonly=True):
+        # No transaction around the statements: each is consistent in itself (one statement
+        # reads the relations and all their statistics, one pg_locks with pg_stat_activity),
+        # and BEGIN and COMMIT would be two more round trips than the three a sample needs.
+        async with self.db.acquire() as conn:
             topo, relations = await self._topology(conn, collection_id)
             backends = await conn.fetch(_ACTIVITY, topo.relation_oids)
             partitions, largest = self._partitions(topo, relations, backends)
@@ -558,7 +561,7 @@ class Sampler:
             if self._ivf_readable and due and ix.bytes <= self.ivf_max_pages * block_size:
                 self._ivf_tried[ix.oid] = taken_at
                 try:
-                    async with conn.transaction():  # a savepoint: a failure spoils nothing
+                    async with conn.transaction():  # a failure spoils nothing
                         read = await ivf.read_lists(conn, ix.oid, self.ivf_max_pages)
                     cached = (taken_at, read.counts)
                     self._ivf[ix.oid] = cached
