@@ -37,6 +37,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import asyncpg
@@ -71,6 +72,21 @@ def peak_rss_mb(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, **kwargs)
+
+
+def stop_processes(daemon: subprocess.Popen[bytes], spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is not None:
+        spy.wait(timeout=60)
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()
 
 
 @dataclass
@@ -162,7 +178,7 @@ collections:
     # without what importing ruvectord here set: the daemon decides for itself
     env = {k: v for k, v in os.environ.items() if k not in ruvectord.ENV_DEFAULTS}
     env["PYTHONPATH"] = str(source)
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, "-m", "ruvectord.cli", "run", "-c", str(cfg)],
         env=env,
         stdout=log,
@@ -193,7 +209,7 @@ collections:
         window = args.duration
         if args.py_spy:
             out = f"{args.py_spy}-{shape}.txt"
-            spy = subprocess.Popen(
+            spy = spawn(
                 [
                     str(Path(sys.executable).parent / "py-spy"),
                     "record",
@@ -257,8 +273,8 @@ collections:
         rss = peak_rss_mb(proc.pid)
         assert d0 is not None and d1 is not None
         samples = len(rows) or 1
-        server = sum(last[pid] - first[pid] for pid in last)
-        notes = []
+        backend_cpu = sum(last[pid] - first[pid] for pid in last)
+        notes: list[str] = []
         if args.load:
             notes.append("WAL includes the load's writes")
         return Result(
@@ -266,7 +282,7 @@ collections:
             seconds=elapsed,
             samples=len(rows),
             daemon_ms=(d1 - d0) * 1000 / samples,
-            server_ms=server * 1000 / samples,
+            server_ms=backend_cpu * 1000 / samples,
             wal_kb=float(wal) / 1024 / samples,
             rss_mb=rss,
             backends=len(last),
@@ -276,14 +292,7 @@ collections:
         )
     finally:
         stop.set()
-        if spy is not None:
-            spy.wait(timeout=60)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        await anyio.to_thread.run_sync(stop_processes, proc, spy)
         log.close()
         await conn.close()
 
@@ -326,14 +335,14 @@ async def main(args: argparse.Namespace) -> None:
         root / "pgdata", port=5471, settings={"max_locks_per_transaction": "512"}
     )
     try:
-        server.start()
+        await anyio.to_thread.run_sync(server.start)
         results = []
         for shape in args.shapes.split(","):
             n, p = (int(x) for x in shape.lower().split("x"))
             results.append(await run_shape(server, root, n, p, args))
         report(results, args)
     finally:
-        server.destroy()
+        await anyio.to_thread.run_sync(server.destroy)
         if args.keep:
             print(f"kept {root}")
         else:

@@ -208,6 +208,7 @@ class Sampler:
         self.collection = collection
         self._bounds: dict[int, str | None] = {}
         self._has_cron: bool | None = None
+        self._index_stats: dict[tuple[Any, ...], IndexStats] = {}
         # IVFFlat list sizes from the index pages: read rarely, kept between readings
         self.ivf_refresh_seconds = ivf_refresh_seconds
         self.ivf_max_pages = ivf_max_pages
@@ -387,23 +388,31 @@ class Sampler:
             return relation
         return topo.index_owner.get(relation)
 
-    @staticmethod
-    def _indexes(rows: list[asyncpg.Record]) -> list[IndexStats]:
-        return [
-            IndexStats(
-                oid=oid,
-                name=name,
-                partition_oid=r["leaf"],
-                method=method,
-                bytes=size,
-                valid=valid,
-                options=dict(o.split("=", 1) for o in options if "=" in o),
-                vector_type=vector_type,
-                dims=dims,
-            )
-            for r in rows
-            for oid, name, method, valid, size, options, vector_type, dims in r["vector_indexes"]
-        ]
+    def _indexes(self, rows: list[asyncpg.Record]) -> list[IndexStats]:
+        """The vector indexes, each the same (immutable) object as last sample's while its
+        catalog row reads the same: most samples build none."""
+        kept: dict[tuple[Any, ...], IndexStats] = {}
+        out = []
+        for r in rows:
+            for oid, name, method, valid, size, options, vector_type, dims in r["vector_indexes"]:
+                key = (r["leaf"], oid, name, method, valid, size, tuple(options), vector_type, dims)
+                ix = self._index_stats.get(key)
+                if ix is None:
+                    ix = IndexStats(
+                        oid=oid,
+                        name=name,
+                        partition_oid=r["leaf"],
+                        method=method,
+                        bytes=size,
+                        valid=valid,
+                        options=dict(o.split("=", 1) for o in options if "=" in o),
+                        vector_type=vector_type,
+                        dims=dims,
+                    )
+                kept[key] = ix
+                out.append(ix)
+        self._index_stats = kept
+        return out
 
     # ------------------------------------------------------------------ activity
 
