@@ -36,6 +36,7 @@ lint: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) bench/mincut.py
 	$(PY) bench/gate.py
+	$(PY) bench/footprint.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
