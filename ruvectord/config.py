@@ -556,7 +556,9 @@ class CollectionConfig(_Section):
 
     @model_validator(mode="after")
     def _tenants(self) -> Self:
-        if "tenants" in self.model_fields_set and self.tenant_column is None:
+        # a non-default tenants block without a column is a mistake; the defaults written out
+        # (a dumped or copied config) are not
+        if self.tenant_column is None and self.tenants != TenantsConfig():
             raise ValueError("tenants needs tenant_column (the column naming each row's tenant)")
         return self
 
