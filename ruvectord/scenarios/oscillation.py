@@ -26,14 +26,13 @@ throttle "failing" verification on rows written before it).
 
 from __future__ import annotations
 
+import random
+import re
 import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
-
-import random
-import re
 
 import anyio
 import asyncpg
@@ -300,20 +299,23 @@ async def run(
 
     async def poll_throttle() -> None:
         nonlocal throttle_in_force
+        throttling = False
         poller = await asyncpg.connect(dsn, timeout=10)
         try:
             last = time.monotonic()
             while True:
-                level = await poller.fetchval(
-                    "SELECT coalesce(max(throttle_pct), 0) FROM ruvector.throttles "
-                    "WHERE expires_at > now()"
+                # held: a row in force, even at 0 % (the brake on probation); throttled: > 0
+                row = await poller.fetchrow(
+                    "SELECT count(*) > 0, coalesce(max(throttle_pct), 0) "
+                    "FROM ruvector.throttles WHERE expires_at > now()"
                 )
+                held, level = (row[0], row[1]) if row is not None else (False, 0)
                 now = time.monotonic()
-                if throttle_in_force:
+                if throttling:
                     result.throttled_seconds += now - last
                     if not burst_running and result.burst_ended:
                         result.throttled_after_burst += now - last
-                throttle_in_force = bool(level)
+                throttle_in_force, throttling = bool(held), bool(level)
                 last = now
                 await anyio.sleep(interval / 4)
         finally:
