@@ -275,6 +275,9 @@ class ThrottleConfig(_Section):
     lift_hold_seconds: Annotated[float, Field(ge=0, le=DAY)] = 30.0
     lift_backoff: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
     lift_max_hold_seconds: Annotated[float, Field(ge=0, le=DAY)] = 600.0
+    # a last level at 0 %, held, before the brake is lifted: a load that returns at full rate
+    # as soon as it is let through puts the brake back instead of degrading again
+    lift_probation: bool = True
 
     @model_validator(mode="after")
     def _holds(self) -> ThrottleConfig:
