@@ -7,8 +7,9 @@ so with the same config it chooses what the daemon chose, word for word.
 
 A recorded decision is a small JSON object:
 
-    {"g": "..."}                   healing did not get to choose (not acting, paused,
-                                   recovering, busy, running an approved action)
+    {"g": "...", "k": kind}        healing did not get to choose, and why: `disabled` (the
+                                   config), `paused` (an operator), `recovering`, `busy`
+                                   (another action runs), `approved` (it ran an approved one)
     {"c": class, "s": strategy or null, "w": why, "a": needs approval,
      "in": {"p": past, "e": episode, "t": touched, "W": weights, "n": now}}
 """
@@ -24,6 +25,8 @@ from ruvectord.config import HealingConfig
 from ruvectord.healing.policy import History, Past, Touched, held_off, judge, limits
 from ruvectord.healing.problems import Problem
 from ruvectord.healing.strategy import Selection, StrategyRegistry
+
+DISABLED = "healing is disabled (healing.enabled: false)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import anyio
 
 from ruvectord.clock import Clock, Shutdown
 from ruvectord.config import Config, HealingConfig
-from ruvectord.healing.decide import Inputs, choose, recovering
+from ruvectord.healing.decide import DISABLED, Inputs, choose, recovering
 from ruvectord.healing.executor import Actor, Executor, Measure
 from ruvectord.healing.holds import Holds
 from ruvectord.healing.journal import Audit, HealingJournal, PastRow, Pause, context_for
@@ -140,7 +140,7 @@ class RemediationEngine:
             return None
         pause = self.pause()
         if pause is None:
-            return "healing is disabled (healing.enabled: false)"
+            return DISABLED
         why = f": {pause.reason}" if pause.reason else ""
         return f"healing is paused by {pause.by} at {pause.at:%Y-%m-%d %H:%M:%S %Z}{why}"
 
@@ -159,7 +159,8 @@ class RemediationEngine:
         if off is not None:
             lifted = await self.exclusively(name, lambda: self.holds.release(cid, off))
             if degraded:
-                await self._record(cycle, {"g": off})
+                kind = "paused" if self.settings.enabled else "disabled"
+                await self._record(cycle, {"g": off, "k": kind})
             if lifted:
                 return f"{off}; lifted {', '.join(lifted)}"
             return off if degraded else None
@@ -182,12 +183,12 @@ class RemediationEngine:
         holding = recovering(cycle.lambda_cut, self._config().integrity.threshold_high)
         if holding is not None:
             # the state machine is holding for recovery; there is nothing to heal right now
-            await self._record(cycle, {"g": holding})
+            await self._record(cycle, {"g": holding, "k": "recovering"})
             return holding + note
         if self._one_at_a_time.locked():
             # one action at a time; this collection's loop keeps sampling meanwhile
             busy = f"waiting: a healing action on {self._busy_with} is in progress"
-            await self._record(cycle, {"g": busy})
+            await self._record(cycle, {"g": busy, "k": "busy"})
             return busy + note
         return await self.exclusively(name, lambda: self._decide(cycle, monitor)) + note
 
@@ -203,7 +204,12 @@ class RemediationEngine:
                 )
                 continue
             await self._record(
-                cycle, {"g": f"running approved action {row.id}", "c": problem.kind.value}
+                cycle,
+                {
+                    "g": f"running approved action {row.id} ({row.strategy_name})",
+                    "k": "approved",
+                    "c": problem.kind.value,
+                },
             )
             outcome = await self.executor.run(strategy, problem, cycle, monitor, approved=row.id)
             return f"approved {outcome.describe()}"
