@@ -221,7 +221,7 @@ def replay(
                         else Inputs(row.sampled_at)
                     )
                 choice = choose(found, inputs, config.healing, registry, collection.name)
-                decision = _decision(choice, problem)
+                decision = _decision(choice, found.kind.value)
         sample = Sample(
             at=row.sampled_at,
             lambda_cut=sensed.result.lambda_cut,

@@ -121,10 +121,12 @@ async def replay_command(ctx: Context) -> Output:
     registry = builtin_registry(
         kube=_NoKube() if config.has_kubernetes_targets else None, config=lambda: config
     )
+
+    def run() -> Replay:  # CPU-bound: the graph and the cut of every sample
+        return replay(recorded, config, collection, registry)
+
     try:
-        done = await anyio.to_thread.run_sync(
-            lambda: replay(recorded, config, collection, registry)
-        )
+        done = await anyio.to_thread.run_sync(run)
     except FrameError as exc:
         raise RuvectordError(f"{name}: {exc}") from None
     source = str(ctx.config_path) if ctx.config_path is not None else "(defaults)"
