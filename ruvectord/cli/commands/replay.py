@@ -23,7 +23,7 @@ from ruvectord.integrity.frame import FrameError
 from ruvectord.replay import Recorded, Replay, Sample, replay
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_TIMES = "an ISO 8601 time (2026-11-25T14:00Z), now, or a time ago like -1h, 30m, 7d"
+_TIMES = "an ISO 8601 time (2026-11-25T14:00Z), now, or a time ago: 1h, 30m, 7d (or --from=-1h)"
 
 
 def moment(flag: str, text: str, now: datetime) -> datetime:
