@@ -15,8 +15,11 @@ What is exact and what is not:
 - Strategy selection runs on the inputs the daemon recorded when it chose. For a sample where
   the daemon did not choose (it was normal, or recovering, under the recorded config) but the
   replayed config would, the most recent recorded inputs are borrowed, aged by the time
-  between, and the row is marked approximate: the replay does not simulate what its own
-  hypothetical actions would have changed (their cooldowns, their effect on the load).
+  between. Once replay and recording part ways, the attempts in those inputs are corrected:
+  an attempt the recording made and the replay did not is taken out, one the replay would
+  have made is put in (so cooldowns and the attempt window follow the replay's own actions).
+  Such rows are marked approximate: what an action would have done to the load, its outcome
+  (the `ineffective_after` safeguard) and the targets it would have touched are not simulated.
 - Where healing did not get to choose for a reason outside the config (not acting, paused by
   an operator, another action running, an approved action run), the replay says the same.
 """
@@ -25,12 +28,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from ruvectord.config import CollectionConfig, Config
 from ruvectord.healing.decide import DISABLED, Choice, Inputs, choose, recovering
+from ruvectord.healing.policy import Past
 from ruvectord.healing.problems import classify
 from ruvectord.healing.strategy import StrategyRegistry
 from ruvectord.integrity.frame import Frame, decode
@@ -41,6 +45,9 @@ from ruvectord.timebase import Instant
 # a jump of the wall-minus-monotonic offset beyond this between two frames: another process
 # (a restart) or a wall-clock step; either way the monotonic readings do not chain
 _TIMELINE_JUMP = 1.0
+
+# how long after its decision an action's journal row may start (plan, journal writes)
+_START_SLACK = 30.0
 
 # gates outside the config: the replay repeats them as recorded
 _RUNTIME_GATES = frozenset({"paused", "busy", "approved"})
@@ -65,6 +72,12 @@ class Decision:
     text: str  # the strategy, or why none
     strategy: str | None = None
     problem: str | None = None  # the class, where healing classified
+    approval: bool = False  # the chosen strategy waits for an operator
+
+    @property
+    def acts(self) -> str | None:
+        """The strategy it runs now (an attempt in the safeguards' history), if any."""
+        return self.strategy if self.kind == "chosen" and not self.approval else None
 
     def same(self, other: Decision) -> bool:
         return (self.kind, self.text, self.strategy) == (other.kind, other.text, other.strategy)
@@ -83,7 +96,7 @@ class Sample:
     recorded_state: str
     recorded_previous: str  # the state the daemon's tracker was in when it took the sample
     recorded: Decision
-    approximate: bool = False  # selection ran on borrowed inputs (see the module docstring)
+    approximate: bool = False  # selection ran on borrowed or corrected inputs (see above)
 
     @property
     def transition(self) -> str | None:
@@ -158,10 +171,9 @@ def recorded_decision(row: Recorded) -> Decision:
         return Decision("unrecorded", "(not recorded)")
     if "g" in d:
         return Decision("gate", str(d["g"]), problem=d.get("c"))
-    kind = "chosen" if d.get("s") else "blocked"
-    return Decision(
-        kind, _choice_text(d.get("s"), str(d.get("w")), bool(d.get("a"))), d.get("s"), d.get("c")
-    )
+    strategy, approval = d.get("s"), bool(d.get("a"))
+    text = _choice_text(strategy, str(d.get("w")), approval)
+    return Decision("chosen" if strategy else "blocked", text, strategy, d.get("c"), approval)
 
 
 def _choice_text(strategy: str | None, why: str, approval: bool) -> str:
@@ -182,6 +194,10 @@ def replay(
     tracker: Tracker | None = None
     last: Frame | None = None
     borrowed: tuple[Inputs, datetime] | None = None
+    # attempts where the two part ways: (when, strategy) made only by the recording, or only
+    # by the replay
+    only_recorded: list[tuple[datetime, str]] = []
+    only_replayed: list[tuple[datetime, str]] = []
     for row in rows:
         if row.frame is None:
             skipped += 1
@@ -220,8 +236,19 @@ def replay(
                         if borrowed is not None
                         else Inputs(row.sampled_at)
                     )
+                if only_recorded or only_replayed:
+                    approximate = True
+                    inputs = _corrected(
+                        inputs, row.sampled_at, only_recorded, only_replayed, config
+                    )
                 choice = choose(found, inputs, config.healing, registry, collection.name)
                 decision = _decision(choice, found.kind.value)
+        recorded = recorded_decision(row)
+        if decision.acts != recorded.acts:
+            if recorded.acts:
+                only_recorded.append((row.sampled_at, recorded.acts))
+            if decision.acts:
+                only_replayed.append((row.sampled_at, decision.acts))
         sample = Sample(
             at=row.sampled_at,
             lambda_cut=sensed.result.lambda_cut,
@@ -233,7 +260,7 @@ def replay(
             recorded_lambda=row.lambda_cut,
             recorded_state=row.state,
             recorded_previous=frame.tracker.state.value,
-            recorded=recorded_decision(row),
+            recorded=recorded,
             approximate=approximate,
         )
         out.append(sample)
@@ -283,9 +310,38 @@ def _inputs(decision: Mapping[str, Any] | None) -> Inputs | None:
 
 def _decision(choice: Choice, problem: str) -> Decision:
     kind = "chosen" if choice.strategy else "blocked"
-    return Decision(
-        kind, _choice_text(choice.strategy, choice.why, choice.approval), choice.strategy, problem
-    )
+    text = _choice_text(choice.strategy, choice.why, choice.approval)
+    return Decision(kind, text, choice.strategy, problem, choice.approval)
+
+
+def _corrected(
+    inputs: Inputs,
+    at: datetime,
+    only_recorded: Sequence[tuple[datetime, str]],
+    only_replayed: Sequence[tuple[datetime, str]],
+    config: Config,
+) -> Inputs:
+    """The recorded attempts with the recording's own taken out and the replay's put in."""
+    past = list(inputs.history.past)
+    for when, strategy in only_recorded:
+        since = _seconds(when, at)
+        # its journal row started a little after the decision: the closest such attempt
+        mine = [
+            p
+            for p in past
+            if p.kind == "attempt"
+            and p.strategy == strategy
+            and since - _START_SLACK <= p.age <= since + 1.0
+        ]
+        if mine:
+            past.remove(min(mine, key=lambda p: abs(p.age - since)))
+    window = config.healing.attempt_window_seconds
+    for when, strategy in only_replayed:
+        since = _seconds(when, at)
+        if since <= window:
+            past.append(Past("attempt", strategy, since))
+    history = replace(inputs.history, past=tuple(past))
+    return replace(inputs, history=history)
 
 
 def _seconds(earlier: datetime, later: datetime) -> float:

@@ -22,8 +22,15 @@ from ruvectord.healing.strategies import builtin_registry
 from ruvectord.integrity.hysteresis import State
 from ruvectord.postgres.actions import HealingStore
 from ruvectord.postgres.pool import Database
-from ruvectord.scenarios.collection import CollectionSpec, create_collection
-from tests.helpers import connect, harness, hot_sample
+from ruvectord.scenarios.collection import (
+    THROTTLED_SQLSTATE,
+    CollectionSpec,
+    create_collection,
+    flush_stats,
+    hot,
+    insert_rows,
+)
+from tests.helpers import connect, harness
 from tests.integration.test_cli import cli
 from tests.integration.test_healing_e2e import running_actor
 
@@ -52,6 +59,19 @@ async def _load(path: Path) -> Config:
     return await anyio.to_thread.run_sync(load_config, path)
 
 
+async def _burst(conn: asyncpg.Connection) -> None:
+    """A write burst on one partition, retried as a client does while the throttle turns
+    statements away (each statement is rolled at random)."""
+    for _ in range(50):
+        try:
+            await insert_rows(conn, SPEC, hot(SPEC, 3, 600, background=5))
+            break
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate != THROTTLED_SQLSTATE:
+                raise
+    await flush_stats(conn)
+
+
 async def _incident(db: Database, conn: asyncpg.Connection, config: Config) -> list[str]:
     """A quiet sample, a hot partition for five samples, then quiet until normal again."""
     async with running_actor(db) as actor:
@@ -71,7 +91,9 @@ async def _incident(db: Database, conn: asyncpg.Connection, config: Config) -> l
         await monitor.cycle()
         lines = []
         for _ in range(5):
-            await hot_sample(conn, h, monitor, SPEC)
+            await _burst(conn)
+            h.clock.advance(1)
+            await monitor.cycle()
             lines.append(h.runtime.decisions["items"])
         for _ in range(8):
             h.clock.advance(3)
@@ -156,8 +178,14 @@ async def test_replay_reproduces_the_recorded_decisions_and_another_config_diffe
     assert first["state"] == "normal" and first["recorded"]["state"] == "stress"
     assert first["reason"].endswith("stress after 5"), first
     assert first["lambda_cut"] == first["recorded"]["lambda_cut"]  # the same cut, read otherwise
+    # the replay's own action, later: the recorded attempt it did not make is no cooldown
+    acted = [s for s in o_samples if s["decision"] == "chosen"]
+    assert [s["strategy"] for s in acted] == ["throttle_ingestion"]
+    assert acted[0]["sampled_at"] == replayed[0]["at"] and acted[0]["approximate"]
+    assert o_summary["actions"]["replayed"] == {"throttle_ingestion": 1}
     text = (await _replay(dsn, slower))["text"]
     assert "state (recorded stress)" in text
+    assert "1 approximate (selection on corrected or borrowed inputs)" in text
 
     # a stress threshold below every sample: nothing degrades, nothing is chosen
     lenient = await _write(

@@ -200,6 +200,11 @@ def test_another_config_decides_otherwise_and_says_where() -> None:
     assert first.recorded.strategy == "throttle_ingestion" and first.decision.text == "-"
     assert first.reason.endswith("stress after 5")
     assert summary.differing > 0
+    # its own action two samples later, then its own cooldown (not the recording's)
+    acted = [s for s in done.samples if s.decision.kind == "chosen"]
+    assert [s.at for s in acted] == [replayed[0][0]] and acted[0].approximate
+    after = done.samples[done.samples.index(acted[0]) + 1]
+    assert after.decision.text.startswith("cooldown: last attempt 5 s ago"), after
     # frames without the older rows' frame are skipped, not guessed
     partial = replay(
         [replace(rows[0], frame=None), *rows[1:]],

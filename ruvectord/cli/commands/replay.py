@@ -235,7 +235,11 @@ def _output(done: Replay, name: str, start: datetime, end: datetime, source: str
         f"replay of {name} {when(start)} .. {when(end)} under {source}",
         table,
         f"samples: {summary.samples} replayed, {summary.differing} differ from the recording"
-        + (f", {summary.approximate} on borrowed selection inputs" if summary.approximate else "")
+        + (
+            f", {summary.approximate} approximate (selection on corrected or borrowed inputs)"
+            if summary.approximate
+            else ""
+        )
         + (f", {summary.skipped} without a frame skipped" if summary.skipped else ""),
         f"transitions: recorded {len(rec_t)} ({moves(rec_t)}); replayed {len(rep_t)} "
         f"({moves(rep_t)})",
