@@ -6,6 +6,7 @@ decides otherwise and says where and why; bad input is named, not a traceback.""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,11 @@ from ruvectord.scenarios.collection import (
     hot,
     insert_rows,
 )
-from tests.helpers import connect, harness
+from tests.conftest import PgServer, options
+from tests.helpers import connect, harness, make_config
 from tests.integration.test_cli import cli
 from tests.integration.test_healing_e2e import running_actor
+from tests.roles import parties
 
 SPEC = CollectionSpec(partitions=8, rows_per_partition=20)
 FROM = "2025-12-31T00:00:00+00:00"  # the manual clock starts on 2026-01-01
@@ -267,3 +270,37 @@ async def test_a_frame_at_64_partitions(
         for r in await db.fetch("SELECT octet_length(frame) AS n FROM ruvector.integrity_samples")
     ]
     assert max(sizes) < 2048, sizes
+
+
+async def test_the_daemon_role_records_what_replay_reads_and_a_reader_replays(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    """With the grants of deploy/sql/roles.sql: the daemon writes frames and decisions (and
+    prunes them), a ruvector_reader replays."""
+    async with parties(pg_server) as p:
+        db = await Database.connect(options(p.as_(p.daemon)))
+        try:
+            config = make_config(p.as_(p.daemon), tmp_path, p.spec)
+            h = await harness(db, config, ManualClock())
+            await h.monitor("items").cycle()
+            journal = HealingStore(db)
+            for _ in range(2):  # the first decision on a sample stands
+                await journal.record_decision(
+                    h.ids["items"], h.clock.now(), {"g": "busy", "k": "busy"}
+                )
+            done = await cli(
+                "replay",
+                "--dsn",
+                p.as_(p.reader),
+                "--collection",
+                "items",
+                "--from",
+                FROM,
+                "--json",
+            )
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["summary"]["samples"] == 1
+            assert await h.store.prune_samples(h.clock.now() + timedelta(days=1), 100) == 1
+            assert await db.fetchval("SELECT count(*) FROM ruvector.healing_decisions") == 0
+        finally:
+            await db.close()
