@@ -132,8 +132,8 @@ class Store:
                 """
                 INSERT INTO ruvector.integrity_samples
                        (collection_id, sampled_at, lambda_cut, lambda_cut_raw, lambda2, state,
-                        node_count, edge_count, witness_count, sample_ms, computation_ms)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                        node_count, edge_count, witness_count, sample_ms, computation_ms, frame)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                 """,
                 rec.collection_id,
                 rec.sampled_at,
@@ -146,6 +146,7 @@ class Store:
                 len(witness),
                 rec.sample_ms,
                 rec.computation_ms,
+                rec.frame,
             )
             await conn.execute(
                 """
@@ -353,7 +354,14 @@ class Store:
             deleted = int(status.split()[-1])
             total += deleted
             if deleted < batch:
-                return total
+                break
+        # healing's decisions on degraded samples go with the samples (few rows: incidents)
+        await self.db.execute(
+            "DELETE FROM ruvector.healing_decisions WHERE sampled_at < $1",
+            older_than,
+            idempotent=True,
+        )
+        return total
 
 
 # every throttle of the collection, its tenants' too, by operation and level: the gauge of an
