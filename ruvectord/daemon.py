@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from ruvectord.postgres.control import REQUESTS, SETTINGS, ControlStore, Notific
 from ruvectord.postgres.leader import ActorLock
 from ruvectord.postgres.migrations import ensure_current
 from ruvectord.postgres.pool import ConnectOptions, Database
+from ruvectord.postgres.retention import Retention
 from ruvectord.postgres.sampler import Sampler
 from ruvectord.postgres.store import Store
 from ruvectord.systemd import Notifier
@@ -92,6 +93,7 @@ class Daemon:
         self.embedded: EmbeddedPostgres | None = None
         self.db: Database | None = None
         self.store: Store | None = None
+        self.retention: Retention | None = None
         self.rt: Runtime | None = None
         self.healer: Healer | None = None
         self.engine: RemediationEngine | None = None  # when healing is wired
@@ -187,6 +189,7 @@ class Daemon:
         if created:
             log.warning("signing_key_created", path=str(cfg.signing_key_path), signer_id=signer.id)
         self.store = Store(self.db, signer)
+        self.retention = Retention(self.db, signer)
         await self.store.register_key(signer, f"ruvectord on {cfg.daemon.node_name}")
         # the database's dynamic settings on top of the file, from the first cycle on
         self.notifications = Notifications(self.db)
@@ -306,17 +309,15 @@ class Daemon:
             await anyio.sleep(every)
 
     async def _housekeeping(self) -> None:
-        assert self.store is not None
+        assert self.retention is not None
         while True:
-            i = self.config.integrity
             if self.actor is not None and not self.actor.is_actor:
                 await self.clock.sleep(HOUSEKEEPING_SECONDS)
                 continue  # the acting daemon prunes
             try:
-                cutoff = self.clock.now() - timedelta(days=i.sample_retention_days)
-                deleted = await self.store.prune_samples(cutoff, i.prune_batch_size)
-                if deleted:
-                    log.info("samples_pruned", deleted=deleted, older_than=cutoff.isoformat())
+                pruned = await self.retention.round(self.config, self.clock.now())
+                if pruned.total:
+                    log.info("history_pruned", **asdict(pruned))
             except (asyncpg.PostgresError, OSError) as exc:
                 log.warning("housekeeping_failed", error=str(exc))
             await self.clock.sleep(HOUSEKEEPING_SECONDS)

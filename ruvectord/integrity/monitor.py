@@ -22,6 +22,7 @@ from ruvectord.errors import CollectionError
 from ruvectord.health import Progress
 from ruvectord.integrity.evaluate import IntegrityResult, evaluate
 from ruvectord.integrity.graph import ContractedGraph, build
+from ruvectord.integrity.graph_record import GraphReason, graph_reason
 from ruvectord.integrity.hysteresis import Policy, State, Step, Tracker, observe
 from ruvectord.integrity.snapshot import Snapshot, rates
 from ruvectord.integrity.tenant_monitor import TenantMonitor, TenantReading, TenantStore
@@ -53,6 +54,8 @@ class SampleRecord:
     computation_ms: float
     decision: str
     transitioned: bool
+    # why this sample's graph is kept (ruvector.graph_snapshots), or None: not every sample's
+    graph_reason: GraphReason | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,8 @@ class CollectionMonitor:
         self._writing = False  # whether the last cycle wrote shared state
         self._one_cycle = anyio.Lock()
         self._bad_rows = 0  # centroid_stats rows the sampler skipped, as last warned
+        # when this daemon last wrote the graph (monotonic); None: not since it became writer
+        self._graph_written: float | None = None
         # per-tenant scopes, where the collection declares a tenant column
         self.tenants = (
             TenantMonitor(collection, collection_id, rt.metrics)
@@ -191,6 +196,7 @@ class CollectionMonitor:
     async def restore(self) -> None:
         """Pick up the persisted state, so a restart neither forgets nor repeats a transition."""
         raw = await self.rt.store.load_tracker(self.collection_id)
+        self._graph_written = None  # a new writer keeps the graph it starts from
         if raw:
             saved = Tracker.from_json(raw, self.rt.clock.instant())
             self.tracker = saved
@@ -334,6 +340,12 @@ class CollectionMonitor:
                 created_at=now,
             )
         if self._writing:
+            reason = graph_reason(
+                transitioned=step.changed,
+                last_written=self._graph_written,
+                now=at.mono,
+                every_seconds=cfg.integrity.graph_snapshot_seconds,
+            )
             record = SampleRecord(
                 collection_id=self.collection_id,
                 sampled_at=now,
@@ -350,9 +362,12 @@ class CollectionMonitor:
                 computation_ms=result.computation_ms,
                 decision=sensor_line,
                 transitioned=step.changed,
+                graph_reason=reason,
             )
             # the same transaction clears an error status, whichever daemon set it
             held = await rt.store.record_sample(record, event)
+            if reason is not None:
+                self._graph_written = at.mono
         else:
             held = await rt.store.read_held(self.collection_id)
             if step.changed:
