@@ -36,7 +36,8 @@ from ruvectord.healing.journal import recover
 from ruvectord.healing.strategies import builtin_registry
 from ruvectord.healing.strategies.throttle_ingestion import ensure_guard
 from ruvectord.health import Facts, Progress, status_line
-from ruvectord.integrity.monitor import CollectionMonitor, Healer, Runtime, sample_bound
+from ruvectord.integrity.graph_record import graph_document
+from ruvectord.integrity.monitor import CollectionMonitor, Cycle, Healer, Runtime, sample_bound
 from ruvectord.live_config import LiveConfig
 from ruvectord.logs import get_logger, setup_logging
 from ruvectord.metrics import Endpoint, Metrics, open_endpoint
@@ -481,7 +482,9 @@ class Daemon:
             self._last_status = status
             self.notifier.status(status)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, *, graphs: bool = False) -> dict[str, Any]:
+        """What /status serves; with `graphs`, each collection's latest contracted graph too
+        (from memory: the database keeps graphs at transitions and periodically only)."""
         decisions = self.rt.decisions if self.rt is not None else {}
         collections = {}
         for name, loop in self.loops.items():
@@ -492,6 +495,8 @@ class Daemon:
                 "error": loop.monitor.failing,
                 "decision": decisions.get(name),
             }
+            if graphs:
+                collections[name]["graph"] = None if last is None else latest_graph(last)
         actor = None
         if self.actor is not None:
             actor = {"acting": self.actor.is_actor, "why_not": self.actor.why_not or None}
@@ -510,6 +515,15 @@ class Daemon:
             "summary": status_line(facts, self.clock.now()),
             "collections": collections,
         }
+
+
+def latest_graph(cycle: Cycle) -> dict[str, Any]:
+    r = cycle.result
+    return {
+        "sampled_at": cycle.snapshot.taken_at.isoformat(),
+        "lambda_cut": r.lambda_cut,
+        **graph_document(r.graph, r.witness_indices, r.cut_side),
+    }
 
 
 def healing_bound(strategies: Any, config: Config) -> float:
