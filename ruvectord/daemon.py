@@ -486,7 +486,7 @@ class Daemon:
         """What /status serves; with `graphs`, each collection's latest contracted graph too
         (from memory: the database keeps graphs at transitions and periodically only)."""
         decisions = self.rt.decisions if self.rt is not None else {}
-        collections = {}
+        collections: dict[str, dict[str, Any]] = {}
         for name, loop in self.loops.items():
             last = loop.monitor.last
             collections[name] = {
