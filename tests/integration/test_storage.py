@@ -289,3 +289,52 @@ async def test_the_daemon_role_prunes_only_through_the_floor_guarded_functions(
         finally:
             await db.close()
             await admin.close()
+
+
+async def _action(db: Database, cid: int, status: str, age_days: int) -> int:
+    action: int = await db.fetchval(
+        """
+        INSERT INTO ruvector.healing_actions
+               (collection_id, problem_class, problem_details, strategy_name, status,
+                reversible, integrity_state, initial_lambda, actor, created_at, updated_at)
+        VALUES ($1, 'hot_partition', '{}', 'throttle_ingestion', $2, true, 'stress', 0.5,
+                'test', now() - make_interval(days => $3), now() - make_interval(days => $3))
+        RETURNING id
+        """,
+        cid,
+        status,
+        age_days,
+    )
+    return action
+
+
+async def test_healing_history_keeps_open_actions_pending_requests_and_the_floor(
+    db: Database, dsn: str, state_dir: Path
+) -> None:
+    config = make_config(dsn, state_dir, SMALL, retention={"healing_history_days": 7})
+    h = await harness(db, config, ManualClock(datetime.now(UTC)))
+    cid = h.ids["items"]
+    old_done = await _action(db, cid, "succeeded", 400)
+    old_open = await _action(db, cid, "pending_approval", 400)
+    recent_done = await _action(db, cid, "rolled_back", 3)
+    held = await _action(db, cid, "lifted", 400)  # a throttle row still names it
+    await db.execute(
+        "INSERT INTO ruvector.throttles (collection_id, operation, throttle_pct, action_id, "
+        "expires_at) VALUES ($1, 'insert', 0, $2, now())",
+        cid,
+        held,
+    )
+    await db.execute(
+        "INSERT INTO ruvector.healing_requests (kind, requested_at, processed_at, status) "
+        "VALUES ('trigger', now() - interval '400 days', now() - interval '400 days', 'done'),"
+        "       ('trigger', now() - interval '400 days', NULL, 'pending')"
+    )
+    assert h.store.signer is not None
+    # the daemon's clock years ahead asks for everything; the floor keeps the last 7 days
+    pruned = await Retention(db, h.store.signer).round(config, h.clock.now() + timedelta(days=3650))
+    assert pruned.healing_history == 2
+    left = {r["id"] for r in await db.fetch("SELECT id FROM ruvector.healing_actions")}
+    assert left == {old_open, recent_done, held} and old_done not in left
+    assert await db.fetchval("SELECT array_agg(status) FROM ruvector.healing_requests") == [
+        "pending"
+    ]
