@@ -23,6 +23,7 @@ from ruvectord.health import Progress
 from ruvectord.integrity.evaluate import IntegrityResult, evaluate
 from ruvectord.integrity.frame import Frame, encode
 from ruvectord.integrity.graph import ContractedGraph, build
+from ruvectord.integrity.graph_record import GraphReason, graph_reason
 from ruvectord.integrity.hysteresis import State, Step, Tracker
 from ruvectord.integrity.sense import Sensed, policy_from, sense
 from ruvectord.integrity.snapshot import Snapshot, rates
@@ -57,6 +58,8 @@ class SampleRecord:
     transitioned: bool
     # what the decisions were computed from, for `ruvectord replay` (integrity/frame.py)
     frame: bytes | None = None
+    # why this sample's graph is kept (ruvector.graph_snapshots), or None: not every sample's
+    graph_reason: GraphReason | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,8 @@ class CollectionMonitor:
         self._writing = False  # whether the last cycle wrote shared state
         self._one_cycle = anyio.Lock()
         self._bad_rows = 0  # centroid_stats rows the sampler skipped, as last warned
+        # when this daemon last wrote the graph (monotonic); None: not since it became writer
+        self._graph_written: float | None = None
         # per-tenant scopes, where the collection declares a tenant column
         self.tenants = (
             TenantMonitor(collection, collection_id, rt.metrics)
@@ -182,6 +187,7 @@ class CollectionMonitor:
     async def restore(self) -> None:
         """Pick up the persisted state, so a restart neither forgets nor repeats a transition."""
         raw = await self.rt.store.load_tracker(self.collection_id)
+        self._graph_written = None  # a new writer keeps the graph it starts from
         if raw:
             saved = Tracker.from_json(raw, self.rt.clock.instant())
             self.tracker = saved
@@ -328,6 +334,12 @@ class CollectionMonitor:
                 created_at=now,
             )
         if self._writing:
+            reason = graph_reason(
+                transitioned=step.changed,
+                last_written=self._graph_written,
+                now=at.mono,
+                every_seconds=cfg.integrity.graph_snapshot_seconds,
+            )
             record = SampleRecord(
                 collection_id=self.collection_id,
                 sampled_at=now,
@@ -345,9 +357,12 @@ class CollectionMonitor:
                 decision=sensor_line,
                 transitioned=step.changed,
                 frame=frame,
+                graph_reason=reason,
             )
             # the same transaction clears an error status, whichever daemon set it
             held = await rt.store.record_sample(record, event)
+            if reason is not None:
+                self._graph_written = at.mono
         else:
             held = await rt.store.read_held(self.collection_id)
             if step.changed:

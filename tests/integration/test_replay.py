@@ -23,6 +23,7 @@ from ruvectord.healing.strategies import builtin_registry
 from ruvectord.integrity.hysteresis import State
 from ruvectord.postgres.actions import HealingStore
 from ruvectord.postgres.pool import Database
+from ruvectord.postgres.retention import prune_samples
 from ruvectord.scenarios.collection import (
     THROTTLED_SQLSTATE,
     CollectionSpec,
@@ -300,7 +301,7 @@ async def test_the_daemon_role_records_what_replay_reads_and_a_reader_replays(
             )
             assert done.returncode == 0, done.stderr
             assert json.loads(done.stdout)["summary"]["samples"] == 1
-            assert await h.store.prune_samples(h.clock.now() + timedelta(days=1), 100) == 1
+            assert await prune_samples(db, h.clock.now() + timedelta(days=1), 100) == 1
             assert await db.fetchval("SELECT count(*) FROM ruvector.healing_decisions") == 0
         finally:
             await db.close()

@@ -197,6 +197,10 @@ def test_database_up_and_the_watchdog_follow_a_real_outage(
             or "the database system is shutting down" in said
         ), down
         assert len(d.events("database_back")) == 1
+        # the latest sample's contracted graph, from the daemon's memory
+        served = json.loads(_get(f"http://127.0.0.1:{d.port}/status?graph=1"))
+        graph = served["collections"]["items"]["graph"]
+        assert graph["nodes"][0]["kind"] == "gateway" and len(graph["edges"]) >= 4, graph
         assert d.stop() == 0
     finally:
         d.close()
