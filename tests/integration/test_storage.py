@@ -64,6 +64,7 @@ async def test_steady_state_wal_per_sample_is_bounded_at_64_partitions(
         h.clock.advance(300)
         await monitor.cycle()
         snapshot = await _wal_lsn(db) - before
+        print(f"WAL a sample at 64 partitions: {per_sample:.0f} B; a periodic graph {snapshot} B")  # noqa: T201
         assert per_sample + snapshot / 300 <= WAL_PER_SAMPLE_BOUND, (per_sample, snapshot)
         assert await db.fetchval("SELECT count(*) FROM ruvector.graph_snapshots") == 2
 
