@@ -330,12 +330,27 @@ async def test_healing_history_keeps_open_actions_pending_requests_and_the_floor
         "VALUES ('trigger', now() - interval '400 days', now() - interval '400 days', 'done'),"
         "       ('trigger', now() - interval '400 days', NULL, 'pending')"
     )
+    running = await _action(db, cid, "running", 400)  # in flight: its batches stay
+    await db.execute(
+        "INSERT INTO ruvector.placement_batches (collection_id, action_id, from_partition, "
+        "to_partition, moved, moved_at) VALUES "
+        "($1, $2, 'p1', 'p2', 10, now() - interval '400 days'), "
+        "($1, $3, 'p1', 'p2', 10, now() - interval '400 days'), "
+        "($1, $4, 'p1', 'p2', 10, now() - interval '3 days')",
+        cid,
+        old_done,
+        running,
+        recent_done,
+    )
     assert h.store.signer is not None
     # the daemon's clock years ahead asks for everything; the floor keeps the last 7 days
     pruned = await Retention(db, h.store.signer).round(config, h.clock.now() + timedelta(days=3650))
-    assert pruned.healing_history == 2
+    assert pruned.healing_history == 3  # an action, a request, a batch
+    assert await db.fetchval(
+        "SELECT array_agg(action_id ORDER BY action_id) FROM ruvector.placement_batches"
+    ) == sorted([running, recent_done])
     left = {r["id"] for r in await db.fetch("SELECT id FROM ruvector.healing_actions")}
-    assert left == {old_open, recent_done, held} and old_done not in left
+    assert left == {old_open, recent_done, held, running} and old_done not in left
     assert await db.fetchval("SELECT array_agg(status) FROM ruvector.healing_requests") == [
         "pending"
     ]
