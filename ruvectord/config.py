@@ -195,6 +195,9 @@ class IntegrityConfig(_Section):
     lambda2_dense_limit: Annotated[int, Field(ge=0, le=2000)] = 200
     sample_retention_days: Annotated[float, Field(gt=0, le=3650)] = 7.0
     prune_batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 5000
+    # a sample's graph is written at every transition and at most this often otherwise
+    # (ruvector.graph_snapshots); the latest sample's is served from memory (/status?graph=1)
+    graph_snapshot_seconds: Annotated[float, Field(ge=1, le=WEEK)] = 300.0
     signing_key_file: Path | None = None
     # public keys (64 hex digits, the raw Ed25519 key) `audit verify` trusts besides this
     # daemon's own key file: those of the other daemons writing to the same database
@@ -226,6 +229,25 @@ class IntegrityConfig(_Section):
                 f"({self.recovery_offset}) must be below 1, or stress could never recover"
             )
         return self
+
+
+AUDIT_FLOOR_DAYS = 30.0  # ruvector.prune_audit never deletes younger events, whatever is asked
+HISTORY_FLOOR_DAYS = 7.0  # nor ruvector.prune_healing_history
+
+
+class RetentionConfig(_Section):
+    """How long what grows is kept (integrity_samples: integrity.sample_retention_days).
+
+    The acting daemon prunes every `daemon` housekeeping round, `integrity.prune_batch_size`
+    rows at a time. The audit trail is kept longest; its floor is also enforced in the
+    database, against a daemon role that would ask for less."""
+
+    periodic_graph_days: Annotated[float, Field(gt=0, le=3650)] = 7.0
+    transition_graph_days: Annotated[float, Field(gt=0, le=3650)] = 90.0
+    audit_days: Annotated[float, Field(ge=AUDIT_FLOOR_DAYS, le=36500)] = 365.0
+    # finished healing actions, their outcomes, processed requests (kept at least as long as
+    # healing.learning_window_days, which the strategy weights are learnt over)
+    healing_history_days: Annotated[float, Field(ge=HISTORY_FLOOR_DAYS, le=3650)] = 180.0
 
 
 class ClassifierConfig(_Section):
@@ -275,6 +297,9 @@ class ThrottleConfig(_Section):
     lift_hold_seconds: Annotated[float, Field(ge=0, le=DAY)] = 30.0
     lift_backoff: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
     lift_max_hold_seconds: Annotated[float, Field(ge=0, le=DAY)] = 600.0
+    # a last level at 0 %, held, before the brake is lifted: a load that returns at full rate
+    # as soon as it is let through puts the brake back instead of degrading again
+    lift_probation: bool = True
 
     @model_validator(mode="after")
     def _holds(self) -> ThrottleConfig:
@@ -556,7 +581,9 @@ class CollectionConfig(_Section):
 
     @model_validator(mode="after")
     def _tenants(self) -> Self:
-        if "tenants" in self.model_fields_set and self.tenant_column is None:
+        # a non-default tenants block without a column is a mistake; the defaults written out
+        # (a dumped or copied config) are not
+        if self.tenant_column is None and self.tenants != TenantsConfig():
             raise ValueError("tenants needs tenant_column (the column naming each row's tenant)")
         return self
 
@@ -585,6 +612,7 @@ class Config(_Section):
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     integrity: IntegrityConfig = IntegrityConfig()
+    retention: RetentionConfig = RetentionConfig()
     healing: HealingConfig = HealingConfig()
     kubernetes: KubernetesConfig = KubernetesConfig()
     collections: tuple[CollectionConfig, ...] = ()

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,8 @@ from ruvectord.healing.journal import recover
 from ruvectord.healing.strategies import builtin_registry
 from ruvectord.healing.strategies.throttle_ingestion import ensure_guard
 from ruvectord.health import Facts, Progress, status_line
-from ruvectord.integrity.monitor import CollectionMonitor, Healer, Runtime, sample_bound
+from ruvectord.integrity.graph_record import graph_document
+from ruvectord.integrity.monitor import CollectionMonitor, Cycle, Healer, Runtime, sample_bound
 from ruvectord.live_config import LiveConfig
 from ruvectord.logs import get_logger, setup_logging
 from ruvectord.metrics import Endpoint, Metrics, open_endpoint
@@ -45,6 +46,7 @@ from ruvectord.postgres.control import REQUESTS, SETTINGS, ControlStore, Notific
 from ruvectord.postgres.leader import ActorLock
 from ruvectord.postgres.migrations import ensure_current
 from ruvectord.postgres.pool import ConnectOptions, Database
+from ruvectord.postgres.retention import Retention
 from ruvectord.postgres.sampler import Sampler
 from ruvectord.postgres.store import Store
 from ruvectord.systemd import Notifier
@@ -92,6 +94,7 @@ class Daemon:
         self.embedded: EmbeddedPostgres | None = None
         self.db: Database | None = None
         self.store: Store | None = None
+        self.retention: Retention | None = None
         self.rt: Runtime | None = None
         self.healer: Healer | None = None
         self.engine: RemediationEngine | None = None  # when healing is wired
@@ -187,6 +190,7 @@ class Daemon:
         if created:
             log.warning("signing_key_created", path=str(cfg.signing_key_path), signer_id=signer.id)
         self.store = Store(self.db, signer)
+        self.retention = Retention(self.db, signer)
         await self.store.register_key(signer, f"ruvectord on {cfg.daemon.node_name}")
         # the database's dynamic settings on top of the file, from the first cycle on
         self.notifications = Notifications(self.db)
@@ -306,17 +310,15 @@ class Daemon:
             await anyio.sleep(every)
 
     async def _housekeeping(self) -> None:
-        assert self.store is not None
+        assert self.retention is not None
         while True:
-            i = self.config.integrity
             if self.actor is not None and not self.actor.is_actor:
                 await self.clock.sleep(HOUSEKEEPING_SECONDS)
                 continue  # the acting daemon prunes
             try:
-                cutoff = self.clock.now() - timedelta(days=i.sample_retention_days)
-                deleted = await self.store.prune_samples(cutoff, i.prune_batch_size)
-                if deleted:
-                    log.info("samples_pruned", deleted=deleted, older_than=cutoff.isoformat())
+                pruned = await self.retention.round(self.config, self.clock.now())
+                if pruned.total:
+                    log.info("history_pruned", **asdict(pruned))
             except (asyncpg.PostgresError, OSError) as exc:
                 log.warning("housekeeping_failed", error=str(exc))
             await self.clock.sleep(HOUSEKEEPING_SECONDS)
@@ -480,9 +482,11 @@ class Daemon:
             self._last_status = status
             self.notifier.status(status)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, *, graphs: bool = False) -> dict[str, Any]:
+        """What /status serves; with `graphs`, each collection's latest contracted graph too
+        (from memory: the database keeps graphs at transitions and periodically only)."""
         decisions = self.rt.decisions if self.rt is not None else {}
-        collections = {}
+        collections: dict[str, dict[str, Any]] = {}
         for name, loop in self.loops.items():
             last = loop.monitor.last
             collections[name] = {
@@ -491,6 +495,8 @@ class Daemon:
                 "error": loop.monitor.failing,
                 "decision": decisions.get(name),
             }
+            if graphs:
+                collections[name]["graph"] = None if last is None else latest_graph(last)
         actor = None
         if self.actor is not None:
             actor = {"acting": self.actor.is_actor, "why_not": self.actor.why_not or None}
@@ -509,6 +515,15 @@ class Daemon:
             "summary": status_line(facts, self.clock.now()),
             "collections": collections,
         }
+
+
+def latest_graph(cycle: Cycle) -> dict[str, Any]:
+    r = cycle.result
+    return {
+        "sampled_at": cycle.snapshot.taken_at.isoformat(),
+        "lambda_cut": r.lambda_cut,
+        **graph_document(r.graph, r.witness_indices, r.cut_side),
+    }
 
 
 def healing_bound(strategies: Any, config: Config) -> float:

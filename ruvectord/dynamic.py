@@ -28,6 +28,7 @@ STATIC_UNDER = (
     "integrity.lambda2",
     "integrity.sample_",
     "integrity.prune_",
+    "integrity.graph_",
     "integrity.signing_",
     "integrity.trusted_",
 )

@@ -356,7 +356,10 @@ DEADLINE_SECONDS = 5.0
 MAX_REQUEST_BYTES = 8192
 _ACCEPT_RETRY_SECONDS = 0.5
 
-Status = Callable[[], dict[str, Any]]
+# called as status() for /status and /health, status(graphs=True) for /status?graph=1: each
+# collection's latest contracted graph too, from memory (the database keeps it at transitions
+# and periodically only)
+Status = Callable[..., dict[str, Any]]
 
 
 async def open_endpoint(host: str, port: int) -> Endpoint:
@@ -539,14 +542,16 @@ async def _next_request(conn: h11.Connection, stream: SocketStream) -> h11.Reque
 
 def _route(request: h11.Request, metrics: Metrics, status: Status) -> tuple[int, str, bytes]:
     method = request.method.decode("latin-1")
-    path = request.target.decode("latin-1").split("?", 1)[0]
+    path, _, query = request.target.decode("latin-1").partition("?")
     if method not in ("GET", "HEAD"):
         return 405, "text/plain", b"GET only\n"
     if path == "/metrics":
         return 200, CONTENT_TYPE_LATEST, metrics.render()
     if path in ("/status", "/health"):
         try:
-            body = json.dumps(status(), default=str).encode() + b"\n"
+            graphs = path == "/status" and "graph=1" in query.split("&")
+            body = json.dumps(status(graphs=True) if graphs else status(), default=str).encode()
+            body += b"\n"
         except Exception as exc:
             log.warning("status_failed", error=f"{type(exc).__name__}: {exc}")
             return 500, "text/plain", b"status unavailable; see the daemon's log\n"

@@ -10,6 +10,13 @@ and multiplies the hold by `lift_backoff`, up to `lift_max_hold_seconds`; so doe
 degradation soon after the last step, the next time the brake is let go. A brake that holds
 through every step is lifted, and after a quiet spell the holds shrink back to the base.
 
+With `probation` (`healing.throttle.lift_probation`, on by default), the last step is to 0 %,
+held like the others before the brake is lifted: the writers are let through in full while
+the action still holds the brake, so a load that comes back at full rate the moment it is
+allowed (the adversarial case, measured in bench/oscillation.py) puts the brake back to its
+full level on the first sample below `threshold_high`, before the state machine counts a new
+degradation. Without it, that load is seen only after the lift, as a new episode.
+
 The fraction a move applies is of the brake's full level (1.0: as the action set it).
 """
 
@@ -27,10 +34,22 @@ class LiftPolicy:
     hold_seconds: float = 30.0
     backoff: float = 2.0
     max_hold_seconds: float = 600.0
+    probation: bool = False  # a last level at 0 %, held, before the brake is lifted
 
     @classmethod
     def from_config(cls, t: ThrottleConfig) -> LiftPolicy:
-        return cls(t.lift_steps, t.lift_hold_seconds, t.lift_backoff, t.lift_max_hold_seconds)
+        return cls(
+            t.lift_steps,
+            t.lift_hold_seconds,
+            t.lift_backoff,
+            t.lift_max_hold_seconds,
+            t.lift_probation,
+        )
+
+    @property
+    def last(self) -> int:
+        """The step after which the brake is lifted: `steps`, or one more (0 %) on probation."""
+        return self.steps + 1 if self.probation else self.steps
 
     def fraction(self, step: int) -> float:
         return max(0.0, (self.steps - step) / self.steps)
@@ -85,7 +104,10 @@ def next_move(
             return replace(lifting, since=now), Move(
                 "hold", 1.0, f"lambda {lambda_cut:.3f} < {warn_below:g}: holding the full level"
             )
-        step, hold = lifting.step - 1, policy.longer(lifting.hold)
+        # on probation (nothing held back any more) the load came back in full: the brake
+        # goes back to its full level; otherwise one level up
+        step = 0 if lifting.step >= policy.steps else lifting.step - 1
+        hold = policy.longer(lifting.hold)
         back = Lifting(step, now, hold, lifting.relapses + 1)
         return back, Move(
             "relapse",
@@ -102,9 +124,16 @@ def next_move(
             f"({held:.0f} of {lifting.hold:.0f} s)",
         )
     step = lifting.step + 1
+    if step >= policy.last:
+        return replace(lifting, step=step, since=now), Move(
+            "lift", 0.0, f"integrity stayed normal through {policy.last} step(s)"
+        )
     if step >= policy.steps:
         return replace(lifting, step=step, since=now), Move(
-            "lift", 0.0, f"integrity stayed normal through {policy.steps} step(s)"
+            "step",
+            0.0,
+            f"stepping down to 0% of the brake after {held:.0f} s normal, on probation for "
+            f"{lifting.hold:.0f} s",
         )
     return replace(lifting, step=step, since=now), Move(
         "step",

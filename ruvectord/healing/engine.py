@@ -18,18 +18,11 @@ import anyio
 
 from ruvectord.clock import Clock, Shutdown
 from ruvectord.config import Config, HealingConfig
+from ruvectord.healing.decide import DISABLED, Inputs, choose, recovering
 from ruvectord.healing.executor import Actor, Executor, Measure
 from ruvectord.healing.holds import Holds
 from ruvectord.healing.journal import Audit, HealingJournal, PastRow, Pause, context_for
-from ruvectord.healing.policy import (
-    History,
-    Past,
-    Touched,
-    held_off,
-    judge,
-    limits,
-    longest_interval,
-)
+from ruvectord.healing.policy import History, Past, Touched, longest_interval
 from ruvectord.healing.problems import classify
 from ruvectord.healing.strategy import Sql, StrategyRegistry
 from ruvectord.integrity.monitor import Cycle
@@ -147,7 +140,7 @@ class RemediationEngine:
             return None
         pause = self.pause()
         if pause is None:
-            return "healing is disabled (healing.enabled: false)"
+            return DISABLED
         why = f": {pause.reason}" if pause.reason else ""
         return f"healing is paused by {pause.by} at {pause.at:%Y-%m-%d %H:%M:%S %Z}{why}"
 
@@ -165,6 +158,9 @@ class RemediationEngine:
             return f"not acting: {self.actor.why_not}" if degraded else None
         if off is not None:
             lifted = await self.exclusively(name, lambda: self.holds.release(cid, off))
+            if degraded:
+                kind = "paused" if self.settings.enabled else "disabled"
+                await self._record(cycle, {"g": off, "k": kind})
             if lifted:
                 return f"{off}; lifted {', '.join(lifted)}"
             return off if degraded else None
@@ -184,13 +180,16 @@ class RemediationEngine:
         lapsed = await self.holds.renew(cid, lease)
         note = "".join(f"; {r}" for r in reapplied)
         note += f"; lifted {', '.join(lapsed)}" if lapsed else ""
-        high = self._config().integrity.threshold_high
-        if cycle.lambda_cut >= high:
+        holding = recovering(cycle.lambda_cut, self._config().integrity.threshold_high)
+        if holding is not None:
             # the state machine is holding for recovery; there is nothing to heal right now
-            return f"recovering: lambda {cycle.lambda_cut:.3f} >= {high:g}, no action needed{note}"
+            await self._record(cycle, {"g": holding, "k": "recovering"})
+            return holding + note
         if self._one_at_a_time.locked():
             # one action at a time; this collection's loop keeps sampling meanwhile
-            return f"waiting: a healing action on {self._busy_with} is in progress{note}"
+            busy = f"waiting: a healing action on {self._busy_with} is in progress"
+            await self._record(cycle, {"g": busy, "k": "busy"})
+            return busy + note
         return await self.exclusively(name, lambda: self._decide(cycle, monitor)) + note
 
     async def _decide(self, cycle: Cycle, monitor: Measure) -> str:
@@ -204,28 +203,32 @@ class RemediationEngine:
                     row.id, "failed", error_message="strategy is not registered"
                 )
                 continue
+            await self._record(
+                cycle,
+                {
+                    "g": f"running approved action {row.id} ({row.strategy_name})",
+                    "k": "approved",
+                    "c": problem.kind.value,
+                },
+            )
             outcome = await self.executor.run(strategy, problem, cycle, monitor, approved=row.id)
             return f"approved {outcome.describe()}"
 
-        history = await self.history(cycle)
-        verdict = judge(problem, history, cfg)
-        self.metrics.healing_cooldown.labels(name).set(1 if verdict.cooling else 0)
-        if verdict.blocked is not None:
+        inputs = Inputs(self.clock.now(), await self.history(cycle), dict(self.registry.weights))
+        # the pure selection `ruvectord replay` runs again on what is recorded here
+        choice = choose(problem, inputs, cfg, self.registry, name)
+        await self._record(cycle, choice.record(problem, inputs))
+        self.metrics.healing_cooldown.labels(name).set(1 if choice.cooling else 0)
+        if choice.blocked:
             log.info(
                 "healing_deferred",
                 collection=name,
                 problem=problem.kind.value,
-                reason=verdict.blocked,
+                reason=choice.why,
             )
-            return f"{problem.describe()}; {verdict.blocked}"
-        bounds = limits(history, cfg.strategies, self.clock.now())
-        selection = self.registry.select(
-            problem,
-            cfg.max_auto_heal_impact,
-            held_off(history, cfg),
-            collection=name,
-            limits=bounds,
-        )
+            return f"{problem.describe()}; {choice.why}"
+        selection = choice.selection
+        assert selection is not None
         notes = "".join(f"; {n}" for n in selection.notes)
         if selection.strategy is None:
             log.warning(
@@ -245,7 +248,7 @@ class RemediationEngine:
                 )
             return line
         strategy = selection.strategy
-        if strategy.name in cfg.require_approval_strategies:
+        if choice.approval:
             return await self.executor.ask_approval(strategy, problem, cycle)
         log.info(
             "strategy_selected",
@@ -255,7 +258,7 @@ class RemediationEngine:
             why=selection.reason,
         )
         # the strategy leaves alone the targets it acted on too recently (its plan reads this)
-        params = {"resting_targets": bounds.resting_for(strategy.name)}
+        params = {"resting_targets": dict(choice.resting)}
         outcome = await self.executor.run(strategy, problem, cycle, monitor, params=params)
         return f"{problem.describe()}; {outcome.describe()}{notes}"
 
@@ -349,6 +352,16 @@ class RemediationEngine:
             return f"{row.strategy_name} (action {row.id}) rolled back"
 
         return await self.exclusively(row.collection, undo)
+
+    async def _record(self, cycle: Cycle, decision: Mapping[str, Any]) -> None:
+        """Keep what healing made of this degraded sample, for `ruvectord replay`; a failure
+        to record is logged, never the reason a decision is not carried out."""
+        try:
+            await self.journal.record_decision(
+                cycle.collection_id, cycle.snapshot.taken_at, decision
+            )
+        except Exception as exc:
+            log.warning("decision_not_recorded", collection=cycle.collection.name, error=str(exc))
 
     async def history(self, cycle: Cycle) -> History:
         """The safeguards' view: the window's attempts and rejections, this episode's results."""

@@ -163,7 +163,7 @@ class Executor:
         return cfg.healing.lease_samples * cfg.integrity.sample_interval_seconds
 
     def context(self, strategy: Strategy, problem: Problem, cycle: Cycle) -> RemediationContext:
-        return RemediationContext(
+        ctx = RemediationContext(
             collection=cycle.collection.name,
             collection_id=cycle.collection_id,
             table=cycle.collection.table,
@@ -172,9 +172,16 @@ class Executor:
             initial_lambda=cycle.lambda_cut,
             sql=self.sql,
             settings=self.settings,
-            # the first renewal comes only after verification: cover the settle wait too
-            lease_seconds=self.settings.settle_seconds + self.lease_seconds(),
+            lease_seconds=self.lease_seconds(),
         )
+        # the first renewal comes only after verification: cover its whole window (a
+        # throttle's is twice its retry hint, which may be longer than the settle wait)
+        verifies: object = strategy
+        ctx.lease_seconds += max(
+            self.settings.settle_seconds,
+            verifies.verify_seconds(ctx) if isinstance(verifies, Verifies) else 0.0,
+        )
+        return ctx
 
     def _draft(
         self,

@@ -165,6 +165,12 @@ class HealingJournal(Protocol):
 
     async def record_outcome(self, outcome: OutcomeRecord) -> None: ...
 
+    async def record_decision(
+        self, collection_id: int, sampled_at: datetime, decision: Mapping[str, Any]
+    ) -> None:
+        """What healing made of the sample taken at `sampled_at` (healing/decide.py)."""
+        ...
+
     async def outcomes_since(
         self, since: datetime, collection_id: int | None = None
     ) -> list[OutcomeRow]: ...

@@ -237,13 +237,20 @@ class StrategyRegistry:
         *,
         collection: str | None = None,
         limits: Limited | None = None,
+        weights: Mapping[str, float] | None = None,
     ) -> Selection:
         """Among strategies for the problem's class within the impact cap, the highest learned
         weight wins (default 1.0); ties go to the lower impact, then the name. A strategy a
         human rejected recently (`held_off`: name -> seconds left) is not proposed again. With
         a collection, strategies that do not apply to it are left out. With `limits`, a
         strategy that is disabled, outside its windows, or whose every target is resting is
-        skipped, and the reason says so."""
+        skipped, and the reason says so. `weights`, when given, stand in for the learned ones
+        (a replay selects with the weights recorded at the time)."""
+        learned = self.weights if weights is None else weights
+
+        def weight(name: str) -> float:
+            return learned.get(name, 1.0)
+
         handling = [
             s
             for s in self._strategies.values()
@@ -290,12 +297,12 @@ class StrategyRegistry:
             if not kept:
                 return Selection(None, "; ".join(skipped))
             allowed = kept
-        allowed.sort(key=lambda s: (-self.weight(s.name), s.impact, s.name))
+        allowed.sort(key=lambda s: (-weight(s.name), s.impact, s.name))
         best = allowed[0]
         also = f"; skipped: {'; '.join(skipped)}" if skipped else ""
         return Selection(
             best,
-            f"{best.name} (weight {self.weight(best.name):.2f}, impact {best.impact:g}){also}",
+            f"{best.name} (weight {weight(best.name):.2f}, impact {best.impact:g}){also}",
             tuple(s.name for s in allowed),
             notes,
         )

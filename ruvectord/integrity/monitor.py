@@ -21,8 +21,11 @@ from ruvectord.config import CollectionConfig, Config
 from ruvectord.errors import CollectionError
 from ruvectord.health import Progress
 from ruvectord.integrity.evaluate import IntegrityResult, evaluate
+from ruvectord.integrity.frame import Frame, encode
 from ruvectord.integrity.graph import ContractedGraph, build
-from ruvectord.integrity.hysteresis import Policy, State, Step, Tracker, observe
+from ruvectord.integrity.graph_record import GraphReason, graph_reason
+from ruvectord.integrity.hysteresis import State, Step, Tracker
+from ruvectord.integrity.sense import Sensed, policy_from, sense
 from ruvectord.integrity.snapshot import Snapshot, rates
 from ruvectord.integrity.tenant_monitor import TenantMonitor, TenantReading, TenantStore
 from ruvectord.logs import get_logger
@@ -53,6 +56,10 @@ class SampleRecord:
     computation_ms: float
     decision: str
     transitioned: bool
+    # what the decisions were computed from, for `ruvectord replay` (integrity/frame.py)
+    frame: bytes | None = None
+    # why this sample's graph is kept (ruvector.graph_snapshots), or None: not every sample's
+    graph_reason: GraphReason | None = None
 
 
 @dataclass(frozen=True)
@@ -141,19 +148,6 @@ def sample_bound(config: Config) -> float:
     return max(config.database.statement_timeout_seconds * 3, 5.0)
 
 
-def policy_from(config: Config) -> Policy:
-    i = config.integrity
-    return Policy(
-        threshold_high=i.threshold_high,
-        threshold_low=i.threshold_low,
-        degrade_samples=i.degrade_samples,
-        critical_samples=i.critical_samples,
-        recovery_offset=i.recovery_offset,
-        recovery_hold_seconds=i.recovery_hold_seconds,
-        cooldown_seconds=i.cooldown_seconds,
-    )
-
-
 class CollectionMonitor:
     def __init__(
         self,
@@ -176,6 +170,8 @@ class CollectionMonitor:
         self._writing = False  # whether the last cycle wrote shared state
         self._one_cycle = anyio.Lock()
         self._bad_rows = 0  # centroid_stats rows the sampler skipped, as last warned
+        # when this daemon last wrote the graph (monotonic); None: not since it became writer
+        self._graph_written: float | None = None
         # per-tenant scopes, where the collection declares a tenant column
         self.tenants = (
             TenantMonitor(collection, collection_id, rt.metrics)
@@ -191,6 +187,7 @@ class CollectionMonitor:
     async def restore(self) -> None:
         """Pick up the persisted state, so a restart neither forgets nor repeats a transition."""
         raw = await self.rt.store.load_tracker(self.collection_id)
+        self._graph_written = None  # a new writer keeps the graph it starts from
         if raw:
             saved = Tracker.from_json(raw, self.rt.clock.instant())
             self.tracker = saved
@@ -300,16 +297,19 @@ class CollectionMonitor:
                     msg=f"{self.name}: skipped {self._bad_rows} ruvector.centroid_stats row(s) "
                     "with a NaN, infinite or negative value; sampling goes on without them",
                 )
-        load, budgets, policy = (
-            rates(self.previous, snapshot),
-            cfg.budgets_for(self.collection),
-            policy_from(cfg),
-        )
-        graph = build(snapshot, load, budgets)
-        result = await self._evaluate(graph)
-        step = observe(self.tracker, result.lambda_cut, at, policy)
+        load, tracker, writing = rates(self.previous, snapshot), self.tracker, self._writing
+
+        def compute() -> tuple[Sensed, bytes | None]:
+            # the same pure path `ruvectord replay` runs on the frame recorded here
+            sensed = sense(snapshot, load, tracker, at, cfg, self.collection)
+            frame = encode(Frame(at.mono, tracker, snapshot, load)) if writing else None
+            return sensed, frame
+
+        sensed, frame = await anyio.to_thread.run_sync(compute)
+        graph, result, step = sensed.graph, sensed.result, sensed.step
         tenants: tuple[TenantReading, ...] = ()
         if self.tenants is not None:
+            budgets, policy = cfg.budgets_for(self.collection), policy_from(cfg)
             tenants = await self.tenants.readings(snapshot, load, budgets, policy, at)
         cycle = Cycle(self.collection, self.collection_id, snapshot, result, step, tenants)
 
@@ -334,6 +334,12 @@ class CollectionMonitor:
                 created_at=now,
             )
         if self._writing:
+            reason = graph_reason(
+                transitioned=step.changed,
+                last_written=self._graph_written,
+                now=at.mono,
+                every_seconds=cfg.integrity.graph_snapshot_seconds,
+            )
             record = SampleRecord(
                 collection_id=self.collection_id,
                 sampled_at=now,
@@ -350,9 +356,13 @@ class CollectionMonitor:
                 computation_ms=result.computation_ms,
                 decision=sensor_line,
                 transitioned=step.changed,
+                frame=frame,
+                graph_reason=reason,
             )
             # the same transaction clears an error status, whichever daemon set it
             held = await rt.store.record_sample(record, event)
+            if reason is not None:
+                self._graph_written = at.mono
         else:
             held = await rt.store.read_held(self.collection_id)
             if step.changed:

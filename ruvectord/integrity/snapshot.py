@@ -150,6 +150,19 @@ class Rates:
     partition_ops: Mapping[int, float]  # oid -> operations per second
     error_rate: float  # (deadlocks + conflicts) / transactions, database-wide
     temp_bytes_per_second: float
+    # oid -> operations counted between the two samples (>= 0): what partition_ops is
+    # divided from, kept so a replay frame stores exact integers instead of floats
+    operations: Mapping[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def over(
+        cls, seconds: float, operations: Mapping[int, int], error_rate: float, temp: float
+    ) -> Rates:
+        """Loads from operation counts over `seconds` (none when no time passed)."""
+        if seconds <= 0:
+            return cls(0.0, dict.fromkeys(operations, 0.0), 0.0, 0.0, dict.fromkeys(operations, 0))
+        ops = {oid: n / seconds for oid, n in operations.items()}
+        return cls(seconds, ops, error_rate, temp, dict(operations))
 
     @property
     def mean_ops(self) -> float:
@@ -159,20 +172,20 @@ class Rates:
 
 def rates(previous: Snapshot | None, current: Snapshot) -> Rates:
     """Loads between two samples; the first sample (no previous) has no load yet."""
+    none = {p.oid: 0 for p in current.partitions}
     if previous is None:
-        return Rates(0.0, {p.oid: 0.0 for p in current.partitions}, 0.0, 0.0)
+        return Rates.over(0.0, none, 0.0, 0.0)
     seconds = (current.taken_at - previous.taken_at).total_seconds()
     if seconds <= 0:
-        return Rates(0.0, {p.oid: 0.0 for p in current.partitions}, 0.0, 0.0)
+        return Rates.over(0.0, none, 0.0, 0.0)
     before = {p.oid: p.operations for p in previous.partitions}
-    ops = {}
+    counts = {}
     for p in current.partitions:
         # a partition that is new, or whose counters were reset, starts from zero
-        delta = p.operations - before.get(p.oid, p.operations)
-        ops[p.oid] = max(0, delta) / seconds
+        counts[p.oid] = max(0, p.operations - before.get(p.oid, p.operations))
     db0, db1 = previous.database, current.database
     xacts = (db1.xact_commit + db1.xact_rollback) - (db0.xact_commit + db0.xact_rollback)
     errors = (db1.deadlocks + db1.conflicts) - (db0.deadlocks + db0.conflicts)
     error_rate = min(1.0, max(0.0, errors / xacts)) if xacts > 0 else 0.0
     temp = max(0, db1.temp_bytes - db0.temp_bytes) / seconds
-    return Rates(seconds, ops, error_rate, temp)
+    return Rates.over(seconds, counts, error_rate, temp)

@@ -335,6 +335,19 @@ class HealingStore:
         )
         return [(r["initial_lambda"], r["final_lambda"]) for r in rows]
 
+    async def record_decision(
+        self, collection_id: int, sampled_at: datetime, decision: Mapping[str, Any]
+    ) -> None:
+        # the first decision on a sample stands (a sample is decided on once)
+        await self.db.execute(
+            "INSERT INTO ruvector.healing_decisions (collection_id, sampled_at, decision) "
+            "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            collection_id,
+            sampled_at,
+            dict(decision),
+            idempotent=True,
+        )
+
     async def degraded_since(self, collection: str) -> datetime | None:
         at: datetime | None = await self.db.fetchval(
             "SELECT max(created_at) FROM ruvector.integrity_events WHERE collection = $1 "

@@ -6,6 +6,10 @@ where anyone who can write that table could add one), no signed field changed, a
 was deleted, reordered or replayed since the chain began (each event signs the hash of the
 one before it, and ruvector.audit_head names the newest). Events written before the chain
 existed (schema version 3 and older) carry no link and are reported as unchained, not failed.
+
+Retention prunes the oldest events (postgres/retention.py). The chain may then begin at an
+event whose predecessor is gone, but only where a signed `audit_pruned` marker, later in the
+chain, names the hash that first event links to; any other missing event still fails.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class VerifyReport:
     checked: int = 0
     unchained: int = 0  # events older than the chain (no prev_hash, before the first link)
     failures: list[Failure] = field(default_factory=list)
+    pruned_through: int | None = None  # the last event pruned, as the anchoring marker says
 
 
 async def verify_events(
@@ -42,6 +47,9 @@ async def verify_events(
     previous: bytes | None = None  # hash of the previous row
     chained = False
     last_id: int | None = None
+    first_prev: bytes | None = None
+    start: Failure | None = None  # the first event, when it links to one that is not here
+    anchors: dict[str, int] = {}  # through_hash -> through_id of every valid pruning marker
     async with db.transaction() as conn:
         cursor = conn.cursor(
             """
@@ -69,6 +77,8 @@ async def verify_events(
             elif not verify(public, event, signature):
                 problems.append("signature does not match the stored event (altered or forged)")
             link = event["prev_hash"]
+            if report.checked == 1:
+                first_prev = link
             if link is None:
                 if chained:
                     problems.append("no link to the previous event inside the chain (inserted)")
@@ -76,8 +86,14 @@ async def verify_events(
                     report.unchained += 1
             else:
                 if previous is None and not chained and report.checked == 1:
-                    problems.append(
-                        "the chain starts at an event that is not here (older events deleted)"
+                    # fine if a signed marker says the events before it were pruned
+                    start = Failure(
+                        row["id"],
+                        row["collection"],
+                        row["event_type"],
+                        row["created_at"],
+                        "the chain starts at an event that is not here (older events deleted "
+                        "without a signed audit_pruned marker naming them)",
                     )
                 elif link != previous:
                     problems.append(
@@ -85,6 +101,10 @@ async def verify_events(
                         "deleted, altered or reordered before it, or it was replayed)"
                     )
                 chained = True
+            if row["event_type"] == "audit_pruned" and not problems:
+                meta = row["metadata"] or {}
+                if isinstance(meta.get("through_hash"), str):
+                    anchors[meta["through_hash"]] = int(meta.get("through_id") or 0)
             for problem in problems:
                 report.failures.append(
                     Failure(
@@ -94,6 +114,12 @@ async def verify_events(
             previous = event_hash(event, signature)
             last_id = row["id"]
         head = await conn.fetchrow("SELECT last_event_id, last_hash FROM ruvector.audit_head")
+    if start is not None:
+        first_link = None if first_prev is None else first_prev.hex()
+        if first_link in anchors and anchors[first_link] < start.id:
+            report.pruned_through = anchors[first_link]
+        else:
+            report.failures.insert(0, start)
     if (
         head is not None
         and head["last_event_id"] is not None

@@ -2,8 +2,9 @@
 
 All values travel as query parameters; identifiers never come from user input here (the table
 names are ours). One sample is persisted in one transaction: the sample row, the state, the
-latest contracted graph and, on a state change, the signed event -- so a reader never sees a
-state without the sample that caused it.
+graph when one is due (at transitions and periodically) and, on a state change, the signed
+event -- so a reader never sees a state without the sample that caused it. Retention (the
+samples, the graphs, the audit trail, the healing history) lives in postgres/retention.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncpg
 
 from ruvectord.audit import Signer, event_hash
 from ruvectord.config import CollectionConfig, Config
+from ruvectord.integrity.graph_record import graph_document
 from ruvectord.integrity.monitor import Held, SampleRecord
 from ruvectord.integrity.tenant_monitor import TenantRecord, TenantThrottle
 from ruvectord.postgres.pool import Database
@@ -121,122 +123,46 @@ class Store:
         return raw or None
 
     async def record_sample(self, rec: SampleRecord, event: Mapping[str, Any] | None) -> Held:
-        edges = rec.graph.edges
-        witness = set(rec.witness_indices)
-        nodes = [
-            {"index": n.index, "kind": n.kind.value, "id": n.id, "name": n.name, "attrs": n.attrs}
-            for n in rec.graph.nodes
-        ]
+        """One call of ruvector.record_sample (0011_storage.sql; the frame since 0012), with
+        the signed event first when the state changed: one round trip and a few hundred bytes
+        of WAL in steady state plus the frame, the graph only when `rec.graph_reason` says it
+        is due."""
+        graph = (
+            graph_document(rec.graph, rec.witness_indices, rec.cut_side)
+            if rec.graph_reason is not None
+            else None
+        )
+        args = (
+            rec.collection_id,
+            rec.sampled_at,
+            rec.lambda_cut,
+            rec.lambda_cut_raw,
+            rec.lambda2,
+            rec.state,
+            len(rec.graph.nodes),
+            len(rec.graph.edges),
+            len(set(rec.witness_indices)),
+            rec.sample_ms,
+            rec.computation_ms,
+            dict(rec.tracker),
+            rec.witness_edges,
+            rec.decision,
+            rec.transitioned,
+            rec.graph_reason,
+            None if graph is None else graph["nodes"],
+            None if graph is None else graph["edges"],
+            None if graph is None else graph["witness"],
+            None if graph is None else graph["cut_side"],
+            rec.frame,
+        )
+        if event is None:
+            # no retry: a sample row written before a lost reply would be written twice
+            async with self.db.acquire() as conn:
+                return _held(await conn.fetchrow(RECORD_SAMPLE_SQL, *args))
         async with self.db.transaction() as conn:
-            await conn.execute(
-                """
-                INSERT INTO ruvector.integrity_samples
-                       (collection_id, sampled_at, lambda_cut, lambda_cut_raw, lambda2, state,
-                        node_count, edge_count, witness_count, sample_ms, computation_ms)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                """,
-                rec.collection_id,
-                rec.sampled_at,
-                rec.lambda_cut,
-                rec.lambda_cut_raw,
-                rec.lambda2,
-                rec.state,
-                len(rec.graph.nodes),
-                len(edges),
-                len(witness),
-                rec.sample_ms,
-                rec.computation_ms,
-            )
-            await conn.execute(
-                """
-                INSERT INTO ruvector.integrity_state AS s
-                       (collection_id, state, lambda_cut, lambda_cut_raw, lambda2, tracker,
-                        witness_edges, decision, last_sample_at, last_transition_at, updated_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-                        CASE WHEN $10::boolean THEN $9::timestamptz END, now())
-                ON CONFLICT (collection_id) DO UPDATE SET
-                    state = EXCLUDED.state, lambda_cut = EXCLUDED.lambda_cut,
-                    lambda_cut_raw = EXCLUDED.lambda_cut_raw, lambda2 = EXCLUDED.lambda2,
-                    tracker = EXCLUDED.tracker, witness_edges = EXCLUDED.witness_edges,
-                    decision = EXCLUDED.decision, last_sample_at = EXCLUDED.last_sample_at,
-                    last_transition_at = coalesce(EXCLUDED.last_transition_at,
-                                                  s.last_transition_at),
-                    updated_at = now()
-                """,
-                rec.collection_id,
-                rec.state,
-                rec.lambda_cut,
-                rec.lambda_cut_raw,
-                rec.lambda2,
-                dict(rec.tracker),
-                rec.witness_edges,
-                rec.decision,
-                rec.sampled_at,
-                rec.transitioned,
-            )
-            await conn.execute(
-                """
-                INSERT INTO ruvector.contracted_graph AS g
-                       (collection_id, sampled_at, lambda_cut, lambda_cut_raw, lambda2, nodes,
-                        cut_side)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
-                ON CONFLICT (collection_id) DO UPDATE SET
-                    sampled_at = EXCLUDED.sampled_at, lambda_cut = EXCLUDED.lambda_cut,
-                    lambda_cut_raw = EXCLUDED.lambda_cut_raw, lambda2 = EXCLUDED.lambda2,
-                    nodes = EXCLUDED.nodes, cut_side = EXCLUDED.cut_side
-                """,
-                rec.collection_id,
-                rec.sampled_at,
-                rec.lambda_cut,
-                rec.lambda_cut_raw,
-                rec.lambda2,
-                nodes,
-                rec.cut_side,
-            )
-            await conn.execute(
-                "DELETE FROM ruvector.contracted_edges WHERE collection_id = $1", rec.collection_id
-            )
-            await conn.copy_records_to_table(
-                "contracted_edges",
-                schema_name="ruvector",
-                columns=[
-                    "collection_id",
-                    "edge_index",
-                    "kind",
-                    "source",
-                    "target",
-                    "capacity",
-                    "weight",
-                    "flow",
-                    "witness",
-                    "reason",
-                ],
-                records=[
-                    (
-                        rec.collection_id,
-                        e.index,
-                        e.kind.value,
-                        e.source,
-                        e.target,
-                        e.capacity,
-                        e.weight,
-                        e.flow,
-                        e.index in witness,
-                        e.reason,
-                    )
-                    for e in edges
-                ],
-            )
-            if event is not None:
-                await append_event(conn, self._signer(), event)
-            # a good sample ends an error status, whoever set it (a daemon since stopped, or
-            # one configured with another table): the status says what is true now
-            await conn.execute(
-                "UPDATE ruvector.collections SET status = 'ok', status_detail = NULL, "
-                "updated_at = now() WHERE id = $1 AND status = 'error'",
-                rec.collection_id,
-            )
-            return _held(await conn.fetchrow(HELD_SQL, rec.collection_id))
+            # the event and the state it announces commit together
+            await append_event(conn, self._signer(), event)
+            return _held(await conn.fetchrow(RECORD_SAMPLE_SQL, *args))
 
     async def read_held(self, collection_id: int) -> Held:
         return _held(await self.db.fetchrow(HELD_SQL, collection_id))
@@ -334,41 +260,15 @@ class Store:
             raise RuntimeError("this Store was built without a signer; it cannot write events")
         return self.signer
 
-    # ------------------------------------------------------------------ retention
-
-    async def prune_samples(self, older_than: datetime, batch: int) -> int:
-        """Delete samples older than `older_than` in batches; returns rows deleted."""
-        total = 0
-        while True:
-            status = await self.db.execute(
-                """
-                DELETE FROM ruvector.integrity_samples
-                 WHERE id IN (SELECT id FROM ruvector.integrity_samples
-                               WHERE sampled_at < $1 ORDER BY sampled_at LIMIT $2)
-                """,
-                older_than,
-                batch,
-                idempotent=True,
-            )
-            deleted = int(status.split()[-1])
-            total += deleted
-            if deleted < batch:
-                return total
-
 
 # every throttle of the collection, its tenants' too, by operation and level: the gauge of an
 # operation shows the strictest in force, so a brake on one tenant is seen (and alerted on)
-HELD_SQL = """
-    SELECT t.ops, t.pcts, t.untils, p.pending, p.oldest
-      FROM (SELECT array_agg(operation ORDER BY operation, throttle_pct) AS ops,
-                   array_agg(throttle_pct::int ORDER BY operation, throttle_pct) AS pcts,
-                   array_agg(expires_at ORDER BY operation, throttle_pct) AS untils
-              FROM ruvector.throttles
-             WHERE collection_id = $1 AND throttle_pct > 0) t,
-           (SELECT count(*) AS pending, min(created_at) AS oldest
-              FROM ruvector.healing_actions
-             WHERE collection_id = $1 AND status = 'pending_approval') p
-"""
+HELD_SQL = "SELECT * FROM ruvector.held($1)"
+
+RECORD_SAMPLE_SQL = (
+    "SELECT * FROM ruvector.record_sample($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+    "$13, $14, $15, $16, $17, $18, $19, $20, $21)"
+)
 
 # Each episode runs from a transition out of normal to the first transition back to normal; an
 # episode still open is not counted (ruvector_healing_effectiveness() uses the same rule).

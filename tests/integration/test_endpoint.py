@@ -94,6 +94,30 @@ def test_errors_in_a_request_are_answered_and_serving_goes_on(served: Served) ->
     assert code == 200 and b"ruvectord_info" in body
 
 
+def test_status_serves_the_latest_graphs_only_when_asked() -> None:
+    def status(*, graphs: bool = False) -> dict[str, Any]:
+        graph = {"nodes": [{"index": 0}], "edges": []} if graphs else None
+        return {
+            "collections": {"items": {"state": "normal", **({"graph": graph} if graph else {})}}
+        }
+
+    with start_blocking_portal() as portal:
+        bound = portal.call(open_endpoint, "127.0.0.1", 0)
+        endpoint = Endpoint(bound.listener, max_connections=4, deadline=1.0)
+        _, scope = portal.start_task(_serve, endpoint, Metrics(), status)
+        try:
+            served = Served(portal, endpoint, Metrics())
+            code, body = served.get("/status?graph=1")
+            assert code == 200
+            assert json.loads(body)["collections"]["items"]["graph"]["nodes"] == [{"index": 0}]
+            for path in ("/status", "/health", "/health?graph=1", "/status?graph=0"):
+                code, body = served.get(path)
+                assert code == 200 and "graph" not in json.loads(body)["collections"]["items"]
+        finally:
+            portal.call(scope.cancel)
+            portal.call(endpoint.aclose)
+
+
 def test_a_slow_client_is_dropped_at_the_deadline(served: Served) -> None:
     with socket.create_connection(("127.0.0.1", served.port), timeout=10) as s:
         s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never the blank line

@@ -17,6 +17,7 @@ from ruvectord.integrity.hysteresis import State
 from ruvectord.metrics import Metrics
 from ruvectord.postgres.leader import ActorLock
 from ruvectord.postgres.pool import Database
+from ruvectord.postgres.retention import prune_samples
 from ruvectord.postgres.store import Store
 from ruvectord.scenarios.collection import (
     CollectionSpec,
@@ -143,9 +144,8 @@ async def test_samples_are_pruned_in_batches_past_retention(
     db: Database, dsn: str, state_dir: Path
 ) -> None:
     await _degrade(dsn, db, state_dir, samples=5)
-    store = Store(db)
     newest = await db.fetchval("SELECT max(sampled_at) FROM ruvector.integrity_samples")
-    deleted = await store.prune_samples(newest - timedelta(seconds=2.5), batch=1)
+    deleted = await prune_samples(db, newest - timedelta(seconds=2.5), batch=1)
     assert deleted == 3
     assert await db.fetchval("SELECT count(*) FROM ruvector.integrity_samples") == 3
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import asyncpg
 import pytest
 
@@ -198,3 +199,48 @@ async def test_route_follows_a_drain_only_while_its_lease_holds(
         assert await conn.fetchval("SELECT ruvector_route('nope', 3)") == 3  # fails open
         await db.execute("UPDATE ruvector.drains SET expires_at = now() - interval '1 second'")
         assert await conn.fetchval("SELECT ruvector_route('items', 3)") == 3
+
+
+async def test_a_move_never_makes_a_writer_the_victim_of_a_deadlock(
+    db: Database, dsn: str, state_dir: Path
+) -> None:
+    """A writer holds the target partition and then writes to the source while a move waits:
+    the move must give way (v8 held the source while queued for the target, so the writer's
+    deadlock_timeout ran out first and the application's INSERT failed with 40P01)."""
+    async with collection(dsn, SPEC) as conn:
+        cid = await _setup(db, dsn, state_dir)
+        found = await db.fetch(
+            "SELECT key FROM ruvector.placement_candidates($1, 'public.items_p1', 5)", cid
+        )
+        keys = [r["key"] for r in found]
+        copy = (
+            "INSERT INTO public.items (shard, embedding) "
+            "SELECT $1, embedding FROM public.items LIMIT 1"
+        )
+        moved: list[int] = []
+
+        async def move() -> None:
+            got = await db.fetchval(
+                "SELECT ruvector.placement_move($1, 'public.items_p1', 'public.items_p3', "
+                "$2::bigint[], $3::text[], $4::text[], NULL, interval '10 seconds')",
+                cid,
+                keys,
+                ["1"] * len(keys),
+                ["3"] * len(keys),
+            )
+            moved.extend(got)
+
+        writer = await asyncpg.connect(dsn)
+        try:
+            await writer.execute("SET deadlock_timeout = '100ms'")  # it would lose at once
+            async with anyio.create_task_group() as tg, writer.transaction():
+                await writer.execute(copy, 3)  # holds items_p3
+                tg.start_soon(move)
+                await anyio.sleep(0.5)  # the move waits for the writer by now
+                await writer.execute(copy, 1)  # and the writer wants the move's source
+                # committed: now the move can finish
+            assert sorted(moved) == sorted(keys)
+        finally:
+            await writer.close()
+        where = await _where(conn)
+        assert all(where[k] == ("items_p3", 3) for k in keys)

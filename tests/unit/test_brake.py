@@ -110,3 +110,52 @@ def test_a_stalled_replay_gets_no_throttle_but_a_plain_answer() -> None:
 
 def test_no_lag_bytes_is_not_a_stall() -> None:
     assert not ReplicationLag((), (), 1.0, 0).replay_stalled
+
+
+PROBATION = LiftPolicy(steps=3, hold_seconds=30, backoff=2, max_hold_seconds=100, probation=True)
+
+
+def test_on_probation_the_last_level_is_zero_held_before_the_lift() -> None:
+    lifting, kinds, now = begin(PROBATION, 0.0, None), [], 0.0
+    for _ in range(4):
+        now += 30
+        lifting, move = next_move(lifting, PROBATION, now=now, lambda_cut=1.0, warn_below=0.8)
+        kinds.append(f"{move.kind} {move.fraction:.2f}")
+    assert kinds == ["step 0.67", "step 0.33", "step 0.00", "lift 0.00"]
+
+
+def test_a_load_back_on_probation_puts_the_full_brake_back_and_one_episode_stays_one() -> None:
+    """The adversarial load: back at full rate whenever it is let through, for as long as the
+    fault lasts. On probation its first sample below the bar brings back the full level (not
+    one step: nothing was holding it back), so the state machine never counts three."""
+    lifting, now = begin(PROBATION, 0.0, None), 0.0
+    lows, lifted = 0, False
+    for _ in range(400):  # 400 samples of 5 s while the fault lasts
+        now += 5
+        # the load is held back at any level above 0 %, and back in full at 0 %
+        back = lifting.step >= PROBATION.steps
+        lifting, move = next_move(
+            lifting, PROBATION, now=now, lambda_cut=0.5 if back else 1.0, warn_below=0.8
+        )
+        lows = lows + 1 if back else 0
+        assert lows < 3  # never three samples in a row below the bar: no new episode
+        assert move.kind != "lift"
+        if back:
+            assert (move.kind, move.fraction) == ("relapse", 1.0)
+    assert lifting.hold == 100 and not lifted
+    # the fault ends: the brake is let go in full, after at most four maximal holds
+    for _ in range(100):
+        now += 5
+        lifting, move = next_move(lifting, PROBATION, now=now, lambda_cut=1.0, warn_below=0.8)
+        if move.kind == "lift":
+            lifted = True
+            break
+    assert lifted
+
+
+def test_probation_is_off_for_a_policy_built_by_hand_and_on_from_the_config() -> None:
+    from ruvectord.config import ThrottleConfig
+
+    assert POLICY.last == 3 and PROBATION.last == 4
+    assert LiftPolicy.from_config(ThrottleConfig()).probation
+    assert not LiftPolicy.from_config(ThrottleConfig(lift_probation=False)).probation

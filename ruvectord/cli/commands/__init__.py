@@ -10,6 +10,7 @@ from ruvectord.cli.commands import (  # noqa: F401
     demo,
     doctor,
     healing,
+    replay,
     status,
 )
 
@@ -25,6 +26,7 @@ framework.ORDER[:] = [
     "throttle",
     "history",
     "effectiveness",
+    "replay",
     "strategies",
     "config",
     "audit",

@@ -58,10 +58,13 @@ async def verify(ctx: Context) -> Output:
         f"{report.checked} event(s) checked against {len(trusted)} pinned key(s), "
         f"{len(failures)} failed"
     )
+    if report.pruned_through is not None:
+        summary += f"; the chain starts after event {report.pruned_through} (pruned by retention)"
     data = {
         "ok": not failures,
         "checked": report.checked,
         "unchained": report.unchained,
+        "pruned_through": report.pruned_through,
         "pinned_keys": len(trusted),
         "failures": failures,
     }
