@@ -10,6 +10,7 @@ every failure into a result; nothing here crashes the daemon.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -35,6 +36,10 @@ T = TypeVar("T")
 
 # how many recent actions of a collection the safeguards look at (the window is far smaller)
 HISTORY_ROWS = 200
+# pending approvals past their TTL are marked expired at most this often (one sweep for all)
+EXPIRY_SWEEP_SECONDS = 10.0
+# a normal collection with nothing of healing's in force asks again at most this often
+CALM_RECHECK_SECONDS = 30.0
 
 
 class PastLog:
@@ -116,6 +121,12 @@ class RemediationEngine:
         self._alerted: set[tuple[int, str]] = set()  # (collection, class) alerted this episode
         self._one_at_a_time = anyio.Lock()
         self._busy_with = ""
+        # collection -> monotonic time nothing of healing's was found in force there. Only
+        # this daemon's own steps (all through `exclusively`) put something in force while it
+        # acts, so a normal collection need not ask again each sample: a quiet collection
+        # costs no query, rechecked every CALM_RECHECK_SECONDS all the same
+        self._calm: dict[int, float] = {}
+        self._expiry_checked = -math.inf  # monotonic time of the last approval expiry sweep
 
     @property
     def settings(self) -> HealingConfig:
@@ -127,6 +138,7 @@ class RemediationEngine:
     async def exclusively(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
         """Run a step that changes the database while no action runs anywhere in this daemon."""
         async with self._one_at_a_time:
+            self._calm.clear()  # whatever it does may put something in force
             self._busy_with = what
             try:
                 return await step()
@@ -155,6 +167,7 @@ class RemediationEngine:
         off = await self.why_off()
         self.metrics.healing_enabled.labels(name).set(0 if off else 1)
         if not self.actor.is_actor:
+            self._calm.clear()  # another actor may put things in force meanwhile
             return f"not acting: {self.actor.why_not}" if degraded else None
         if off is not None:
             lifted = await self.exclusively(name, lambda: self.holds.release(cid, off))
@@ -164,12 +177,22 @@ class RemediationEngine:
             if lifted:
                 return f"{off}; lifted {', '.join(lifted)}"
             return off if degraded else None
-        for expired in await self.journal.expire_pending(self.clock.now()):
-            log.warning("approval_expired", action_id=expired)
+        mono = self.clock.monotonic()
+        if mono - self._expiry_checked >= EXPIRY_SWEEP_SECONDS:
+            # one sweep for every collection's approvals, not one per collection-sample
+            self._expiry_checked = mono
+            for expired in await self.journal.expire_pending(self.clock.now()):
+                log.warning("approval_expired", action_id=expired)
         lease = self.executor.lease_seconds()
         if not degraded:
             self.metrics.healing_cooldown.labels(name).set(0)
             self._alerted = {k for k in self._alerted if k[0] != cid}
+            calm = self._calm.get(cid)
+            if calm is not None and mono - calm < CALM_RECHECK_SECONDS:
+                return None
+            if not await self.holds.in_force(cid):
+                self._calm[cid] = mono
+                return None
             warn = self._config().integrity.threshold_high  # what counts toward stress
             done = await self.exclusively(
                 name,
