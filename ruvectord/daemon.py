@@ -394,8 +394,7 @@ class Daemon:
         assert self.rt is not None and self.store is not None and self.live is not None
         old_ids = dict(self.collection_ids)
         await self.live.set_local(new)  # the file, with the database's settings on top
-        new = self.live.effective
-        self.collection_ids = await self.store.sync_collections(new)
+        new = self.live.effective  # synced by _settings_changed, which set_local always runs
         wanted = {c.name: c for c in new.collections}
         for name in list(self.loops):
             if name not in wanted or wanted[name] != self.loops[name].collection:

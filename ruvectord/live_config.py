@@ -77,11 +77,8 @@ class LiveConfig:
             self.rejected = exc.problems
             self.overrides = overrides
             return False
-        changed = {
-            k
-            for k, v in dynamic.values(merged).items()
-            if dynamic.values(self.effective).get(k) != v
-        }
+        before = dynamic.values(self.effective)
+        changed = {k for k, v in dynamic.values(merged).items() if before.get(k) != v}
         self.effective, self.overrides, self.rejected = merged, overrides, []
         if changed or force:
             names = ", ".join(sorted(changed)) or "none changed"

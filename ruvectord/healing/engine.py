@@ -126,6 +126,7 @@ class RemediationEngine:
         # acts, so a normal collection need not ask again each sample: a quiet collection
         # costs no query, rechecked every CALM_RECHECK_SECONDS all the same
         self._calm: dict[int, float] = {}
+        self._steps = 0  # counts each step's start and end (`exclusively`)
         self._expiry_checked = -math.inf  # monotonic time of the last approval expiry sweep
 
     @property
@@ -139,11 +140,14 @@ class RemediationEngine:
         """Run a step that changes the database while no action runs anywhere in this daemon."""
         async with self._one_at_a_time:
             self._calm.clear()  # whatever it does may put something in force
+            self._steps += 1
             self._busy_with = what
             try:
                 return await step()
             finally:
                 self._busy_with = ""
+                self._steps += 1
+                self._calm.clear()
 
     async def why_off(self) -> str | None:
         """None while healing may act; else why not (the config file, or an operator's pause
@@ -190,8 +194,11 @@ class RemediationEngine:
             calm = self._calm.get(cid)
             if calm is not None and mono - calm < CALM_RECHECK_SECONDS:
                 return None
+            steps = self._steps
             if not await self.holds.in_force(cid):
-                self._calm[cid] = mono
+                # calm only if no step ran or began meanwhile (its effect may be uncommitted)
+                if steps == self._steps and not self._one_at_a_time.locked():
+                    self._calm[cid] = mono
                 return None
             warn = self._config().integrity.threshold_high  # what counts toward stress
             done = await self.exclusively(
@@ -200,7 +207,12 @@ class RemediationEngine:
             )
             return f"integrity is normal again: {'; '.join(done)}" if done else None
         reapplied = await self.holds.reapply(cid, lease)
-        lapsed = await self.holds.renew(cid, lease)
+        # renewing is not a step (a long action elsewhere must not let leases lapse); undoing
+        # what lapsed is one, like any other that changes the database
+        lapsed: list[str] = []
+        if lapsed_rows := await self.holds.renew(cid, lease):
+            why = "its lease lapsed or an operator lifted it"
+            lapsed = await self.exclusively(name, lambda: self.holds.lift(lapsed_rows, why))
         note = "".join(f"; {r}" for r in reapplied)
         note += f"; lifted {', '.join(lapsed)}" if lapsed else ""
         holding = recovering(cycle.lambda_cut, self._config().integrity.threshold_high)

@@ -176,12 +176,13 @@ class Executor:
         )
         # the first renewal comes only after verification: cover its whole window (a
         # throttle's is twice its retry hint, which may be longer than the settle wait)
-        verifies: object = strategy
-        ctx.lease_seconds += max(
-            self.settings.settle_seconds,
-            verifies.verify_seconds(ctx) if isinstance(verifies, Verifies) else 0.0,
-        )
+        ctx.lease_seconds += self._verify_window(strategy, ctx)
         return ctx
+
+    def _verify_window(self, strategy: object, ctx: RemediationContext) -> float:
+        """How long verification looks: the settle wait, or the strategy's own window."""
+        own = strategy.verify_seconds(ctx) if isinstance(strategy, Verifies) else 0.0
+        return max(self.settings.settle_seconds, own)
 
     def _draft(
         self,
@@ -399,10 +400,7 @@ class Executor:
         once the writers it turned away have come back (its `verify_seconds`), not while they
         wait out their retry hint."""
         settle = self.settings.settle_seconds
-        strategy: object = a.strategy
-        window = max(
-            settle, strategy.verify_seconds(a.ctx) if isinstance(strategy, Verifies) else 0
-        )
+        window = self._verify_window(a.strategy, a.ctx)
         await self.clock.sleep(settle)
         worst = (await monitor.measure()).lambda_cut
         looked, every = settle, max(1.0, window / 5)

@@ -57,8 +57,9 @@ class Holds:
     async def in_force(self, collection_id: int | None) -> list[ActionRow]:
         return await self.journal.in_force(collection_id, self._held)
 
-    async def renew(self, collection_id: int, lease_seconds: float) -> list[str]:
-        """Extend every leased effect of the collection; lift (and say so) what has lapsed.
+    async def renew(self, collection_id: int, lease_seconds: float) -> list[ActionRow]:
+        """Extend every leased effect of the collection; return what has lapsed, for the
+        caller to lift (`lift`, one step at a time: undoing a move moves rows).
 
         Only the newest action of a strategy holds the lease (an older one's rows were taken
         over by it); when that one has lapsed, the whole stack is undone, newest first.
@@ -75,9 +76,7 @@ class Holds:
             ctx.lease_seconds = lease_seconds
             if not await strategy.renew(ctx):
                 lapsed += [r for r in rows if r.strategy_name == row.strategy_name]
-        if not lapsed:
-            return []
-        return await self.lift(lapsed, "its lease lapsed or an operator lifted it")
+        return lapsed
 
     async def let_go(
         self, collection_id: int, lease_seconds: float, *, lambda_cut: float, warn_below: float

@@ -295,7 +295,7 @@ class StrategyRegistry:
                 else:
                     kept.append(s)
             if not kept:
-                return Selection(None, "; ".join(skipped))
+                return Selection(None, "; ".join(skipped), notes=notes)
             allowed = kept
         allowed.sort(key=lambda s: (-weight(s.name), s.impact, s.name))
         best = allowed[0]

@@ -5,6 +5,7 @@ Pure and CPU-bound; the monitor runs it in a worker thread so the event loop sta
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -76,3 +77,8 @@ def evaluate(graph: ContractedGraph, *, lambda2: bool, dense_limit: int = 400) -
         else None
     )
     return IntegrityResult(graph, cut, l2, (time.perf_counter() - started) * 1000)
+
+
+def finite(value: float | None) -> float | None:
+    """A reading as JSON can carry it: NaN and infinities (an empty graph's) become None."""
+    return value if value is not None and math.isfinite(value) else None

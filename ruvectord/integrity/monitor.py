@@ -20,12 +20,12 @@ from ruvectord.clock import Clock
 from ruvectord.config import CollectionConfig, Config
 from ruvectord.errors import CollectionError
 from ruvectord.health import Progress
-from ruvectord.integrity.evaluate import IntegrityResult, evaluate
+from ruvectord.integrity.evaluate import IntegrityResult, finite
 from ruvectord.integrity.frame import Frame, encode
-from ruvectord.integrity.graph import ContractedGraph, build
+from ruvectord.integrity.graph import ContractedGraph
 from ruvectord.integrity.graph_record import GraphReason, graph_reason
 from ruvectord.integrity.hysteresis import State, Step, Tracker
-from ruvectord.integrity.sense import Sensed, policy_from, sense
+from ruvectord.integrity.sense import Sensed, policy_from, reading, sense
 from ruvectord.integrity.snapshot import Snapshot, rates
 from ruvectord.integrity.tenant_monitor import TenantMonitor, TenantReading, TenantStore
 from ruvectord.logs import get_logger
@@ -260,16 +260,12 @@ class CollectionMonitor:
         snapshot = await self.source.sample(
             self.rt.clock.now(), self.collection_id, host_memory=False
         )
-        graph = build(
-            snapshot, rates(self.previous, snapshot), self.rt.config.budgets_for(self.collection)
+        load, config = rates(self.previous, snapshot), self.rt.config
+        # the graph too is CPU work: both off the event loop, as a sample's
+        _, result = await anyio.to_thread.run_sync(
+            lambda: reading(snapshot, load, config, self.collection)
         )
-        return await self._evaluate(graph)
-
-    async def _evaluate(self, graph: ContractedGraph) -> IntegrityResult:
-        i = self.rt.config.integrity
-        return await anyio.to_thread.run_sync(
-            lambda: evaluate(graph, lambda2=i.lambda2_enabled, dense_limit=i.lambda2_dense_limit)
-        )
+        return result
 
     async def cycle(self) -> Cycle:
         rt, cfg = self.rt, self.rt.config
@@ -321,12 +317,12 @@ class CollectionMonitor:
                 event_type="state_change",
                 previous_state=step.previous.value,
                 new_state=step.state.value,
-                lambda_cut=_finite(result.lambda_cut),
-                lambda2=_finite(result.lambda2),
+                lambda_cut=finite(result.lambda_cut),
+                lambda2=finite(result.lambda2),
                 witness_edges=result.witness_edges,
                 metadata={
                     "reason": step.reason,
-                    "lambda_cut_raw": _finite(result.cut.raw),
+                    "lambda_cut_raw": finite(result.cut.raw),
                     "witness_summary": result.summary(),
                     "nodes": len(graph.nodes),
                     "edges": len(graph.edges),
@@ -459,10 +455,6 @@ class CollectionMonitor:
         m.state.labels(self.name).set(STATE_VALUE[c.step.state.value])
         m.witness_edges.labels(self.name).set(len(c.result.witness_indices))
         m.sample_duration.labels(self.name).observe(seconds)
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
 
 
 def _reason(exc: BaseException) -> str:

@@ -46,7 +46,14 @@ def sense(
     collection: CollectionConfig,
 ) -> Sensed:
     """The graph, its cut and the state machine's next step for one sample taken at `at`."""
+    graph, result = reading(snapshot, load, config, collection)
+    return Sensed(graph, result, observe(tracker, result.lambda_cut, at, policy_from(config)))
+
+
+def reading(
+    snapshot: Snapshot, load: Rates, config: Config, collection: CollectionConfig
+) -> tuple[ContractedGraph, IntegrityResult]:
+    """The graph and its cut, without the state machine (a verification's fresh reading)."""
     i = config.integrity
     graph = build(snapshot, load, config.budgets_for(collection))
-    result = evaluate(graph, lambda2=i.lambda2_enabled, dense_limit=i.lambda2_dense_limit)
-    return Sensed(graph, result, observe(tracker, result.lambda_cut, at, policy_from(config)))
+    return graph, evaluate(graph, lambda2=i.lambda2_enabled, dense_limit=i.lambda2_dense_limit)

@@ -17,7 +17,6 @@ A failure here costs this sample's tenant states (retried next sample), never th
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +25,7 @@ from typing import Any, Protocol
 import anyio
 
 from ruvectord.config import Budgets, CollectionConfig
-from ruvectord.integrity.evaluate import IntegrityResult, evaluate
+from ruvectord.integrity.evaluate import IntegrityResult, evaluate, finite
 from ruvectord.integrity.hysteresis import Policy, State, Step, Tracker, observe
 from ruvectord.integrity.snapshot import Rates, Snapshot
 from ruvectord.integrity.tenants import (
@@ -39,7 +38,7 @@ from ruvectord.integrity.tenants import (
     tenant_loads,
 )
 from ruvectord.logs import get_logger
-from ruvectord.metrics import Metrics
+from ruvectord.metrics import OPERATIONS, Metrics
 from ruvectord.timebase import Instant
 
 # (tenant, operation, percent, lease expiry) of a throttle in force on one tenant's rows
@@ -166,9 +165,12 @@ class TenantMonitor:
         degraded = {t for t, tr in self.trackers.items() if tr.state.degraded}
         tracked = choose(loads, set(self.trackers) - {OTHER}, degraded, self.collection.tenants.top)
         parts = scopes(snapshot, tracked)
-        graphs = scope_graphs(snapshot, load, budgets, tracked)
+        # the graphs and their cuts are CPU work: off the event loop together
         results = await anyio.to_thread.run_sync(
-            lambda: {scope: evaluate(g, lambda2=False) for scope, g in graphs.items()}
+            lambda: {
+                scope: evaluate(g, lambda2=False)
+                for scope, g in scope_graphs(snapshot, load, budgets, tracked, parts).items()
+            }
         )
         names = {p.oid: p.name for p in snapshot.partitions}
         rank = {t: i + 1 for i, t in enumerate(tracked)}
@@ -275,7 +277,7 @@ class TenantMonitor:
             "event_type": "tenant_state_change",
             "previous_state": r.step.previous.value,
             "new_state": r.state.value,
-            "lambda_cut": _finite(r.lambda_cut),
+            "lambda_cut": finite(r.lambda_cut),
             "lambda2": None,
             "witness_edges": r.result.witness_edges,
             "metadata": {
@@ -283,7 +285,7 @@ class TenantMonitor:
                 "rank": r.rank,
                 "partitions": list(r.partitions),
                 "reason": r.step.reason,
-                "lambda_cut_raw": _finite(r.result.cut.raw),
+                "lambda_cut_raw": finite(r.result.cut.raw),
                 "witness_summary": r.result.summary(),
             },
             "created_at": now,
@@ -301,7 +303,7 @@ class TenantMonitor:
         for tenant, op, pct, _ in throttles:  # in force by the database's clock, as the guard
             levels[(tenant, op)] = max(pct, levels.get((tenant, op), 0))
         for tenant in keep | {t for t, _ in levels}:
-            for op in ("insert", "bulk_insert"):
+            for op in OPERATIONS:
                 m.set_tenant_throttle(self.name, tenant, op, levels.get((tenant, op), 0))
             keep.add(tenant)
         for gone in m.tenants(self.name) - keep:
@@ -312,7 +314,3 @@ def _state_text(step: Step) -> str:
     if step.changed:
         return f"{step.previous.value} -> {step.state.value}"
     return step.state.value
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None

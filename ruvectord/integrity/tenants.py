@@ -125,12 +125,18 @@ def scope_snapshot(snapshot: Snapshot, partitions: Collection[int]) -> Snapshot:
 
 
 def scope_graphs(
-    snapshot: Snapshot, load: Rates, budgets: Budgets, tracked: Collection[str]
+    snapshot: Snapshot,
+    load: Rates,
+    budgets: Budgets,
+    tracked: Collection[str],
+    parts: Mapping[str, Collection[int]] | None = None,
 ) -> dict[str, ContractedGraph]:
-    """Each scope's contracted graph, by the collection's builder and the collection's loads."""
+    """Each scope's contracted graph, by the collection's builder and the collection's loads
+    (`parts`: the scopes' partitions, where the caller has them already)."""
+    if parts is None:
+        parts = scopes(snapshot, tracked)
     return {
-        scope: build(scope_snapshot(snapshot, oids), load, budgets)
-        for scope, oids in scopes(snapshot, tracked).items()
+        scope: build(scope_snapshot(snapshot, oids), load, budgets) for scope, oids in parts.items()
     }
 
 

@@ -105,6 +105,7 @@ class ControlStore:
             tuple(schema),
             tuple(_strategy_row(s) for s in strategies),
             tuple(effective.items()),
+            tuple(sources.items()),  # a value's source may change while the value does not
         )
         if state == self._published:
             return False
