@@ -244,3 +244,35 @@ async def test_a_move_never_makes_a_writer_the_victim_of_a_deadlock(
             await writer.close()
         where = await _where(conn)
         assert all(where[k] == ("items_p3", 3) for k in keys)
+
+
+async def test_a_move_without_a_lock_wait_tries_once_and_says_so(
+    db: Database, dsn: str, state_dir: Path
+) -> None:
+    """A NULL lock wait is one try, not a loop that queues behind writers forever."""
+    async with collection(dsn, SPEC):
+        cid = await _setup(db, dsn, state_dir)
+        keys = [
+            r["key"]
+            for r in await db.fetch(
+                "SELECT key FROM ruvector.placement_candidates($1, 'public.items_p1', 3)", cid
+            )
+        ]
+        writer = await asyncpg.connect(dsn)
+        try:
+            async with writer.transaction():
+                await writer.execute(
+                    "INSERT INTO public.items (shard, embedding) "
+                    "SELECT 3, embedding FROM public.items LIMIT 1"
+                )
+                with anyio.fail_after(10), pytest.raises(asyncpg.LockNotAvailableError):
+                    await db.fetchval(
+                        "SELECT ruvector.placement_move($1, 'public.items_p1', "
+                        "'public.items_p3', $2::bigint[], $3::text[], $4::text[], NULL, NULL)",
+                        cid,
+                        keys,
+                        ["1"] * len(keys),
+                        ["3"] * len(keys),
+                    )
+        finally:
+            await writer.close()

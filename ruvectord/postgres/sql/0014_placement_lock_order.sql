@@ -53,7 +53,9 @@ BEGIN
     -- waiting for the first would close a deadlock, and its victim may be the writer (whose
     -- deadlock_timeout runs out first). Wait in the queue for one (holding neither), take the
     -- other only if free at once, else let go of both and try again, the other way round.
-    deadline := clock_timestamp() + lock_wait;
+    -- a NULL or non-positive wait is one try (as v8's 1 ms lock_timeout was), never forever
+    deadline := clock_timestamp() + greatest(coalesce(lock_wait, interval '0'),
+                                             interval '1 millisecond');
     LOOP
         BEGIN
             PERFORM set_config('lock_timeout', greatest(1, least(
