@@ -585,6 +585,12 @@ class CollectionConfig(_Section):
         # (a dumped or copied config) are not
         if self.tenant_column is None and self.tenants != TenantsConfig():
             raise ValueError("tenants needs tenant_column (the column naming each row's tenant)")
+        if self.placement is not None and self.placement.column == self.tenant_column:
+            # moving a row would hand it to another tenant: business data, never placement
+            raise ValueError(
+                f"placement.column {self.placement.column} is the tenant_column: the moving "
+                "strategies change that column, which would move rows between tenants"
+            )
         return self
 
     @property

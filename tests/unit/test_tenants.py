@@ -404,3 +404,11 @@ def test_tenants_needs_a_tenant_column() -> None:
     for top in (0, 101):
         with pytest.raises(ValidationError, match="top"):
             CollectionConfig.model_validate({**base, "tenant_column": "t", "tenants": {"top": top}})
+
+
+def test_placement_never_moves_rows_between_tenants() -> None:
+    base = {"name": "items", "table": "public.items", "vector_column": "v", "tenant_column": "t"}
+    with pytest.raises(ValidationError, match="would move rows between tenants"):
+        CollectionConfig.model_validate({**base, "placement": {"column": "t"}})
+    ok = CollectionConfig.model_validate({**base, "placement": {"column": "shard"}})
+    assert ok.placement is not None
