@@ -47,7 +47,7 @@ from ruvectord.postgres.leader import ActorLock
 from ruvectord.postgres.migrations import ensure_current
 from ruvectord.postgres.pool import ConnectOptions, Database
 from ruvectord.postgres.retention import Retention
-from ruvectord.postgres.sampler import Sampler
+from ruvectord.postgres.sampler import HostMemory, Sampler
 from ruvectord.postgres.store import Store
 from ruvectord.systemd import Notifier
 
@@ -105,6 +105,7 @@ class Daemon:
         self.shutdown = Shutdown()
         self.collection_ids: dict[str, int] = {}
         self.loops: dict[str, _Loop] = {}
+        self.host_memory = HostMemory(clock=self.clock.monotonic)  # one host, one reading
         self.metrics_port: int | None = None
         self._tg: TaskGroup | None = None
         self._stopping = False
@@ -331,7 +332,7 @@ class Daemon:
             self.rt,
             collection,
             self.collection_ids[collection.name],
-            Sampler(self.db, collection),
+            Sampler(self.db, collection, memory=self.host_memory),
             self.healer,
         )
         scope = anyio.CancelScope()

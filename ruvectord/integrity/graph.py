@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from ruvectord.config import Budgets
 from ruvectord.integrity.snapshot import (
@@ -60,21 +61,21 @@ class EdgeKind(StrEnum):
     CENTROID_ROUTE = "centroid_route"
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
-    index: int
+# Node and Edge are named tuples rather than frozen dataclasses: as immutable, and a graph of
+# 64 partitions builds ~400 of them every sample at a third of the cost.
+class Node(NamedTuple):
+    index: int  # type: ignore[assignment]  # its place in the graph; shadows tuple.index()
     kind: NodeKind
     id: str
     name: str
-    attrs: Mapping[str, Any] = field(default_factory=dict)
+    attrs: Mapping[str, Any] = MappingProxyType({})
 
     def ref(self) -> dict[str, str]:
         return {"kind": self.kind.value, "id": self.id, "name": self.name}
 
 
-@dataclass(frozen=True, slots=True)
-class Edge:
-    index: int
+class Edge(NamedTuple):
+    index: int  # type: ignore[assignment]  # its place in the graph; shadows tuple.index()
     kind: EdgeKind
     source: int
     target: int
@@ -142,10 +143,11 @@ def partition_health(ops: float, mean_ops: float, budgets: Budgets) -> tuple[flo
     return clamp(1.0 / (1.0 + (excess - 1.0) * intensity)), ratio
 
 
-def ring_pairs(n: int, links: int) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=64)
+def ring_pairs(n: int, links: int) -> tuple[tuple[int, int], ...]:
     """Each of n partitions linked to its ceil(links/2) nearest neighbours on either side."""
     if n < 2:
-        return []
+        return ()
     span = min(-(-links // 2), n // 2)
     pairs: set[tuple[int, int]] = set()
     for i in range(n):
@@ -153,7 +155,7 @@ def ring_pairs(n: int, links: int) -> list[tuple[int, int]]:
             j = (i + off) % n
             if i != j:
                 pairs.add((min(i, j), max(i, j)))
-    return sorted(pairs)
+    return tuple(sorted(pairs))
 
 
 class _Builder:
@@ -458,7 +460,8 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
 
 
-def _ring_degree(n: int, pairs: list[tuple[int, int]]) -> int:
+@functools.lru_cache(maxsize=64)
+def _ring_degree(n: int, pairs: tuple[tuple[int, int], ...]) -> int:
     deg = [0] * n
     for i, j in pairs:
         deg[i] += 1

@@ -131,6 +131,14 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """What a pooled connection needs on release: nothing beyond asyncpg's own rollback of an
+    open transaction, which runs before this. The pool's connections never carry session state
+    (a SET, a LISTEN, a session lock or a cursor: those live on dedicated connections,
+    connect_single and open_session), so asyncpg's default reset query -- a round trip to the
+    server and back at every release -- would reset nothing."""
+
+
 def _retrying(retries: int) -> AsyncRetrying:
     return AsyncRetrying(
         retry=retry_if_exception(is_connection_error),
@@ -160,6 +168,7 @@ class Database:
                 command_timeout=options.statement_timeout + 1.0,
                 server_settings=options.server_settings,
                 init=init_connection,
+                reset=keep_session,
             )
 
         pool = await _with_retries(make, options, what="connect")

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import asyncpg
@@ -47,9 +49,42 @@ _LIST_BOUND = re.compile(r"^FOR VALUES IN \((.*)\)$", re.DOTALL)
 _LITERAL = re.compile(r"'(?:[^']|'')*'|[^,\s]+")
 
 
+# how often the structure is read even when no change shows (a renamed schema changes no row
+# the readings see)
+STRUCTURE_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class VectorIndex:
+    """A vector index's catalog facts, which only DDL changes."""
+
+    oid: int
+    leaf: int
+    name: str
+    method: str
+    options: tuple[str, ...]
+    vector_type: str | None
+    dims: int | None
+
+
+@dataclass(frozen=True)
+class Structure:
+    """The collection's relations as the catalog defines them (_STRUCTURE)."""
+
+    root_oid: int
+    parents: tuple[int, ...]  # its partitioned tables, the root first; () when plain
+    leaves: dict[int, str]  # leaf oid -> qualified name
+    index_owner: dict[int, int]  # any index oid on a leaf -> the leaf's oid
+    vector_indexes: tuple[VectorIndex, ...]
+    tenant_list: bool  # LIST-partitioned by the tenant column alone
+    # (oid, xmin) of every leaf and index: any DDL on one of them changes its xmin
+    fingerprint: frozenset[tuple[int, int]]
+    read_at: datetime
+
+
 @dataclass(frozen=True)
 class Topology:
-    """The collection's relations; re-read every sample (catalog only, cheap)."""
+    """The collection's relations as this sample found them."""
 
     root_oid: int
     partitions: dict[int, str]  # leaf oid -> qualified name
@@ -62,12 +97,27 @@ class Topology:
         return [self.root_oid, *self.partitions, *self.index_owner]
 
 
-# One statement for the collection's relations: the table, its leaves (itself, when plain)
-# with their statistics, every index's OID on each leaf (to attribute locks) and its vector
-# indexes. Statistics through the pg_stat_get_* functions pg_stat_user_tables is built on,
-# without the view's other thirty columns and its join of every table's indexes.
-_RELATIONS = """
-    WITH RECURSIVE root AS (
+@dataclass(frozen=True)
+class Reading:
+    """A leaf's statistics this sample, its indexes' summed."""
+
+    live: int
+    dead: int
+    inserts: int
+    updates: int
+    deletes: int
+    seq_scans: int
+    idx_scans: int
+    table_bytes: int
+    index_bytes: int
+
+
+# The collection's catalog structure: the table, the tree of its partitions (itself, when
+# plain), each leaf's name and vector indexes, and the (oid, xmin) of every leaf and index.
+# Read when a sample's readings (_SAMPLE) show a change, and every STRUCTURE_SECONDS: names and
+# index metadata change only with DDL, and looking them up was most of a sample's server time.
+_STRUCTURE = """
+    WITH RECURSIVE root AS MATERIALIZED (
         SELECT cl.oid, cl.relkind::text AS relkind,
                (SELECT a.attnum FROM pg_attribute a
                  WHERE a.attrelid = cl.oid AND a.attname = $3 AND NOT a.attisdropped
@@ -84,79 +134,113 @@ _RELATIONS = """
         SELECT oid FROM root
         UNION ALL
         SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.relid
-    ), leaves AS (
-        SELECT cl.oid, format('%I.%I', n.nspname, cl.relname) AS name, cl.relpages
-          FROM tree JOIN pg_class cl ON cl.oid = tree.relid
-          JOIN pg_namespace n ON n.oid = cl.relnamespace
-         WHERE cl.relkind IN ('r', 'm')
     )
-    SELECT root.*, l.oid AS leaf, l.name,
-           pg_stat_get_live_tuples(l.oid) AS live, pg_stat_get_dead_tuples(l.oid) AS dead,
-           pg_stat_get_tuples_inserted(l.oid) AS ins, pg_stat_get_tuples_updated(l.oid) AS upd,
-           pg_stat_get_tuples_deleted(l.oid) AS del, pg_stat_get_numscans(l.oid) AS seq,
-           greatest(l.relpages, 0)::bigint * current_setting('block_size')::bigint AS tbytes,
-           ix.idx, ix.pages * current_setting('block_size')::bigint AS ibytes, ix.oids,
+    SELECT root.*, m.oid AS member, m.relkind::text AS kind, m.xmin,
+           format('%I.%I', n.nspname, m.relname) AS name,
            ARRAY(
-               SELECT ROW(i.indexrelid, format('%I.%I', n.nspname, ic.relname), am.amname,
-                          i.indisvalid,
-                          greatest(ic.relpages, 0)::bigint
-                              * current_setting('block_size')::bigint,
+               SELECT ROW(i.indexrelid, ic.xmin::text::bigint, am.amname,
+                          format('%I.%I', ins.nspname, ic.relname),
                           coalesce(ic.reloptions, '{}'), t.typname::text,
                           nullif(a.atttypmod, -1))
                  FROM pg_index i
                  JOIN pg_class ic ON ic.oid = i.indexrelid
                  JOIN pg_am am ON am.oid = ic.relam
-                 JOIN pg_namespace n ON n.oid = ic.relnamespace
+                 JOIN pg_namespace ins ON ins.oid = ic.relnamespace
                  LEFT JOIN pg_attribute a ON a.attrelid = i.indexrelid AND a.attnum = 1
                  LEFT JOIN pg_type t ON t.oid = a.atttypid
-                WHERE i.indrelid = l.oid AND am.amname IN ('hnsw', 'ivfflat')
+                WHERE i.indrelid = m.oid
                 ORDER BY i.indexrelid
-           ) AS vector_indexes
+           ) AS indexes
       FROM root
-      LEFT JOIN leaves l ON true
-      LEFT JOIN LATERAL (
-          SELECT coalesce(sum(pg_stat_get_numscans(i.indexrelid)), 0)::bigint AS idx,
-                 coalesce(sum(greatest(ic.relpages, 0)), 0)::bigint AS pages,
-                 array_agg(i.indexrelid) FILTER (WHERE i.indexrelid IS NOT NULL) AS oids
-            FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-           WHERE i.indrelid = l.oid
-      ) ix ON true
-     ORDER BY l.oid
+      LEFT JOIN pg_class m ON m.oid = ANY(ARRAY(SELECT relid FROM tree))
+                          AND m.relkind IN ('r', 'm', 'p')
+      LEFT JOIN pg_namespace n ON n.oid = m.relnamespace
+     ORDER BY m.oid
 """
 
-# Every backend of this database but this one, with the locks it holds or awaits on the
-# collection's relations: one read of pg_locks and pg_stat_activity serves both the routing
-# queue (_partitions) and the maintenance jobs (_activity).
-_ACTIVITY = """
-    WITH l AS (
+# Every sample, one statement and one row: the relations, the backends and the server.
+#
+# - The table by name (it may have been dropped or recreated, or lost a column), the members of
+#   the partitioned tables the structure knows ($5; the table itself when plain, $6) and every
+#   index on them, with their statistics, sizes and the xmin a DDL statement changes -- VACUUM
+#   and ANALYZE update relpages in place, so a new size is not a change. pg_stat_get_numscans
+#   is a table's sequential scans and an index's scans.
+# - Every backend of this database but this one, with the locks it holds or awaits on those
+#   relations: one read of pg_locks and pg_stat_activity serves both the routing queue
+#   (_partitions) and the maintenance jobs (_activity).
+# - Server-wide: settings, the database's counters, progress of maintenance commands, replicas,
+#   whether pg_cron is installed, and (appended where they apply) the running pg_cron jobs and
+#   the application's list statistics.
+# One round trip instead of three: on a small virtual machine the wake-up of the server process
+# at each round trip cost more of the daemon's CPU than decoding the answers. Every catalog
+# read is by OID or name through an index, so a sample costs what the collection's size says,
+# not the database's (tests/integration/test_sampler.py reads the plan).
+_SAMPLE = """
+    WITH root AS MATERIALIZED (
+        SELECT cl.oid, cl.relkind::text AS relkind,
+               (SELECT a.attnum FROM pg_attribute a
+                 WHERE a.attrelid = cl.oid AND a.attname = $3 AND NOT a.attisdropped
+                   AND a.attnum > 0) AS vector_attnum,
+               (SELECT a.attnum FROM pg_attribute a
+                 WHERE a.attrelid = cl.oid AND a.attname = $4 AND NOT a.attisdropped
+                   AND a.attnum > 0) AS tenant_attnum
+          FROM pg_class cl
+          JOIN pg_namespace n ON n.oid = cl.relnamespace
+         WHERE n.nspname = $1 AND cl.relname = $2
+    ), members AS MATERIALIZED (
+        SELECT m.oid, NULL::oid AS owner, m.relkind::text AS kind, m.xmin, m.relpages,
+               NULL::bool AS valid
+          FROM pg_class m
+         WHERE m.oid = ANY(ARRAY(
+                   SELECT inhrelid FROM pg_inherits WHERE inhparent = ANY($5::oid[])
+                   UNION ALL
+                   SELECT unnest($6::oid[])))
+    ), rels AS MATERIALIZED (
+        SELECT * FROM members
+        UNION ALL
+        SELECT i.indexrelid, i.indrelid, 'i', ic.xmin, ic.relpages, i.indisvalid
+          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+         WHERE i.indrelid = ANY(ARRAY(SELECT oid FROM members WHERE kind IN ('r', 'm')))
+    ), watched AS (
+        SELECT ARRAY(SELECT oid FROM root UNION ALL SELECT oid FROM rels) AS oids
+    ), locks AS (
         SELECT pid,
                array_agg(DISTINCT relation) FILTER (WHERE granted AND locktype = 'relation'
-                                                   AND relation = ANY($1::oid[])) AS held,
+                                                   AND relation = ANY(w.oids)) AS held,
                array_agg(DISTINCT relation) FILTER (WHERE NOT granted AND locktype = 'relation'
-                                                   AND relation = ANY($1::oid[])) AS awaited,
+                                                   AND relation = ANY(w.oids)) AS awaited,
                min(waitstart) FILTER (WHERE NOT granted) AS waitstart
-          FROM pg_locks
+          FROM pg_locks, watched w
          WHERE pid <> pg_backend_pid()
          GROUP BY pid
     )
-    SELECT a.pid, a.backend_type, a.state, a.application_name, a.wait_event_type,
-           left(a.query, 300) AS query,
-           extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::float8
-               AS running_seconds,
-           CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid)
-                ELSE '{}'::int[] END AS blocked_by,
-           greatest(0, extract(epoch FROM clock_timestamp() - l.waitstart))::float8
-               AS waited_seconds,
-           coalesce(l.held, '{}') AS held, coalesce(l.awaited, '{}') AS awaited
-      FROM pg_stat_activity a
-      LEFT JOIN l ON l.pid = a.pid
-     WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
-"""
-
-# Server-wide, one row: settings, the database's counters, progress of maintenance commands,
-# replicas, and (with a collection id) the application's list statistics.
-_SERVER = """
-    SELECT pg_is_in_recovery() AS rec, current_setting('block_size')::int AS bs,
+    SELECT root.oid, root.relkind, root.vector_attnum, root.tenant_attnum,
+           ARRAY(
+               SELECT ROW(r.oid, r.owner, r.kind, r.xmin::text::bigint,
+                          greatest(r.relpages, 0)::bigint, r.valid,
+                          pg_stat_get_numscans(r.oid),
+                          CASE WHEN r.kind <> 'i' THEN pg_stat_get_live_tuples(r.oid) END,
+                          CASE WHEN r.kind <> 'i' THEN pg_stat_get_dead_tuples(r.oid) END,
+                          CASE WHEN r.kind <> 'i' THEN pg_stat_get_tuples_inserted(r.oid) END,
+                          CASE WHEN r.kind <> 'i' THEN pg_stat_get_tuples_updated(r.oid) END,
+                          CASE WHEN r.kind <> 'i' THEN pg_stat_get_tuples_deleted(r.oid) END)
+                 FROM rels r
+           ) AS relations,
+           ARRAY(
+               SELECT ROW(a.pid, a.backend_type, a.state, a.application_name, a.wait_event_type,
+                          left(a.query, 300),
+                          extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))
+                              ::float8,
+                          CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid)
+                               ELSE '{}'::int[] END,
+                          greatest(0, extract(epoch FROM clock_timestamp() - l.waitstart))
+                              ::float8,
+                          coalesce(l.held, '{}'), coalesce(l.awaited, '{}'))
+                 FROM pg_stat_activity a
+                 LEFT JOIN locks l ON l.pid = a.pid
+                WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+           ) AS backends,
+           pg_is_in_recovery() AS rec, current_setting('block_size')::int AS bs,
            current_setting('server_version_num')::int AS v,
            current_setting('max_connections')::int AS max_conn,
            (SELECT ROW(xact_commit, xact_rollback, deadlocks, conflicts, temp_files, temp_bytes)
@@ -185,14 +269,63 @@ _SERVER = """
                           END,
                           pg_wal_lsn_diff(flush_lsn, replay_lsn)::bigint)
                  FROM pg_stat_replication
-           ) AS replicas
+           ) AS replicas,
+           to_regclass('cron.job_run_details') IS NOT NULL AS has_cron,
+           -- asyncpg decodes an anonymous record's fields only with codecs it already has, and
+           -- it loads one for each type in a statement's columns: these two are for `backends`
+           NULL::int4[] AS int4_array_codec, NULL::oid[] AS oid_array_codec
+"""
+_FROM_ROOT = """
+      FROM (VALUES (1)) one LEFT JOIN root ON true
+"""
+_CRON = """,
+           ARRAY(
+               SELECT job_pid FROM cron.job_run_details WHERE status = 'running' AND job_pid > 0
+           ) AS cron_pids
 """
 _CENTROIDS = """,
            ARRAY(
                SELECT ROW(centroid_id, vector_count, latency_ms) FROM ruvector.centroid_stats
-                WHERE collection_id = $1
+                WHERE collection_id = $7
            ) AS centroids
 """
+
+
+def sample_statement(*, cron: bool, centroids: bool) -> str:
+    """_SAMPLE, with pg_cron's running jobs and the application's list statistics where they
+    apply ($7: the collection's id)."""
+    return _SAMPLE + (_CRON if cron else "") + (_CENTROIDS if centroids else "") + _FROM_ROOT
+
+
+class Relation(NamedTuple):
+    """A member of the collection (kind r, m or p) or an index on a leaf (kind i), as read."""
+
+    rel: int
+    owner: int | None  # an index's table
+    kind: str
+    xmin: int
+    pages: int
+    valid: bool | None
+    scans: int
+    live: int | None
+    dead: int | None
+    ins: int | None
+    upd: int | None
+    dele: int | None
+
+
+class Backend(NamedTuple):
+    pid: int
+    backend_type: str | None
+    state: str | None
+    application_name: str | None
+    wait_event_type: str | None
+    query: str | None
+    running_seconds: float | None
+    blocked_by: list[int]
+    waited_seconds: float | None
+    held: list[int]
+    awaited: list[int]
 
 
 class Sampler:
@@ -203,10 +336,14 @@ class Sampler:
         *,
         ivf_refresh_seconds: float = 300.0,
         ivf_max_pages: int = 20_000,
+        memory: HostMemory | None = None,
     ) -> None:
         self.db = db
         self.collection = collection
+        self.memory = memory or HostMemory()
         self._bounds: dict[int, str | None] = {}
+        self._structure: Structure | None = None
+        self.structure_reads = 0  # how often _STRUCTURE ran: on start, on change, periodically
         self._has_cron: bool | None = None
         self._index_stats: dict[tuple[Any, ...], IndexStats] = {}
         # IVFFlat list sizes from the index pages: read rarely, kept between readings
@@ -220,31 +357,24 @@ class Sampler:
     async def sample(
         self, taken_at: datetime, collection_id: int | None, *, host_memory: bool = True
     ) -> Snapshot:
-        # No transaction around the statements: each is consistent in itself (one statement
-        # reads the relations and all their statistics, one pg_locks with pg_stat_activity),
-        # and BEGIN and COMMIT would be two more round trips than the three a sample needs.
         async with self.db.acquire() as conn:
-            topo, relations = await self._topology(conn, collection_id)
-            backends = await conn.fetch(_ACTIVITY, topo.relation_oids)
-            partitions, largest = self._partitions(topo, relations, backends)
-            indexes = self._indexes(relations)
-            server = await conn.fetchrow(
-                _SERVER + (_CENTROIDS if collection_id is not None else ""),
-                *(() if collection_id is None else (collection_id,)),
-            )
-            assert server is not None
-            cron_pids = await self._cron_pids(conn)
+            topo, readings, vector, row = await self._relations(conn, taken_at, collection_id)
+            block_size = row["bs"]
+            backends = [Backend(*b) for b in row["backends"]]
+            partitions, largest = self._partitions(topo, readings, backends, block_size)
+            indexes = self._indexes(vector, block_size)
+            cron_pids = set(row["cron_pids"]) if self._has_cron else set[int]()
             activity, jobs = self._activity(
-                topo, backends, server["progress"], cron_pids, server["max_conn"]
+                topo, backends, row["progress"], cron_pids, row["max_conn"]
             )
-            replicas = self._replicas(server["replicas"])
-            database = self._database(server["db"])
+            replicas = self._replicas(row["replicas"])
+            database = self._database(row["db"])
             centroids, bad_rows = self._centroids(
-                server["centroids"] if collection_id is not None else None
+                row["centroids"] if collection_id is not None else None
             )
-            ivf_lists = await self._ivf_lists(conn, indexes, taken_at, server["bs"])
+            ivf_lists = await self._ivf_lists(conn, indexes, taken_at, block_size)
             centroids = ivf_lists + centroids
-        memory = await read_memory() if host_memory else None
+        memory = await self.memory.read() if host_memory else None
         return Snapshot(
             collection=self.collection.name,
             taken_at=taken_at,
@@ -257,51 +387,160 @@ class Sampler:
             database=database,
             memory=memory,
             largest_relations=tuple(largest),
-            in_recovery=server["rec"],
-            server_version=server["v"],
-            block_size=server["bs"],
+            in_recovery=row["rec"],
+            server_version=row["v"],
+            block_size=block_size,
             bad_centroid_rows=bad_rows,
         )
 
-    # ------------------------------------------------------------------ topology
+    # ------------------------------------------------------------------ relations
 
-    async def _topology(
-        self, conn: asyncpg.Connection, collection_id: int | None
-    ) -> tuple[Topology, list[asyncpg.Record]]:
-        """The collection's relations and their statistics, in one statement (_RELATIONS)."""
+    async def _relations(
+        self, conn: asyncpg.Connection, taken_at: datetime, collection_id: int | None
+    ) -> tuple[Topology, dict[int, Reading], list[tuple[VectorIndex, bool, int]], asyncpg.Record]:
+        """The sample's one statement (_SAMPLE), and _STRUCTURE before it when the catalog
+        changed or STRUCTURE_SECONDS passed."""
+        structure = self._structure
+        if structure is None or abs((taken_at - structure.read_at).total_seconds()) >= (
+            STRUCTURE_SECONDS
+        ):
+            structure = await self._read_structure(conn, taken_at)
+        row, rows = await self._read(conn, structure, collection_id)
+        if not _matches(structure, row, rows):
+            structure = await self._read_structure(conn, taken_at)
+            row, rows = await self._read(conn, structure, collection_id)
+            # DDL between these two statements is seen next sample; this one counts what
+            # both agree on
+        leaf_rows = {r.rel: r for r in rows if r.kind in ("r", "m")}
+        leaves = {oid: name for oid, name in structure.leaves.items() if oid in leaf_rows}
+        if not leaves:
+            raise CollectionError(
+                self.collection.name,
+                f"{self.collection.table} is partitioned but has no partitions",
+            )
+        idx_scans: dict[int, int] = defaultdict(int)
+        idx_pages: dict[int, int] = defaultdict(int)
+        index_now: dict[int, tuple[bool, int]] = {}
+        for r in rows:
+            if r.kind == "i" and r.owner is not None:
+                idx_scans[r.owner] += r.scans
+                idx_pages[r.owner] += r.pages
+                index_now[r.rel] = (bool(r.valid), r.pages)
+        readings = {
+            oid: Reading(
+                r.live or 0,
+                r.dead or 0,
+                r.ins or 0,
+                r.upd or 0,
+                r.dele or 0,
+                r.scans,
+                idx_scans[oid],
+                r.pages,
+                idx_pages[oid],
+            )
+            for oid, r in leaf_rows.items()
+            if oid in leaves
+        }
+        vector = [
+            (ix, *index_now[ix.oid])
+            for ix in structure.vector_indexes
+            if ix.leaf in leaves and ix.oid in index_now
+        ]
+        tenants = await self._tenants(conn, leaves, structure.tenant_list)
+        owner = {ix: leaf for ix, leaf in structure.index_owner.items() if leaf in leaves}
+        topo = Topology(structure.root_oid, leaves, owner, tenants, collection_id)
+        return topo, readings, vector, row
+
+    async def _read(
+        self, conn: asyncpg.Connection, structure: Structure, collection_id: int | None
+    ) -> tuple[asyncpg.Record, list[Relation]]:
         c = self.collection
-        # the catalog's exact spelling, from PostgreSQL's identifier rules (identifiers.py), the
-        # same the SQL side uses (ruvector.collection_table); OIDs from here on
+        plain = () if structure.parents else (structure.root_oid,)
+        args: list[Any] = [
+            c.schema_name,
+            c.table_name,
+            c.vector_attname,
+            c.tenant_attname,
+            structure.parents,
+            plain,
+        ]
+        if collection_id is not None:
+            args.append(collection_id)
+        row = None
+        for _ in range(3):
+            cron = bool(self._has_cron)
+            sql = sample_statement(cron=cron, centroids=collection_id is not None)
+            try:
+                row = await conn.fetchrow(sql, *args)
+            except asyncpg.UndefinedTableError:
+                if not cron:
+                    raise
+                self._has_cron = False  # pg_cron was dropped: sample without it
+                continue
+            assert row is not None
+            self._has_cron = row["has_cron"]
+            if self._has_cron == cron:
+                break  # otherwise pg_cron is new: read again, with its running jobs
+        assert row is not None
+        self._check_root(row)
+        return row, [Relation(*r) for r in row["relations"]]
+
+    async def _read_structure(self, conn: asyncpg.Connection, taken_at: datetime) -> Structure:
+        c = self.collection
+        self.structure_reads += 1
         rows = await conn.fetch(
-            _RELATIONS, c.schema_name, c.table_name, c.vector_attname, c.tenant_attname
+            _STRUCTURE, c.schema_name, c.table_name, c.vector_attname, c.tenant_attname
         )
-        if not rows:
+        root = self._check_root(rows[0] if rows else None)
+        members = [r for r in rows if r["member"] is not None]
+        leaves = [r for r in members if r["kind"] in ("r", "m")]
+        parents = [r["member"] for r in members if r["kind"] == "p"]
+        if root["oid"] in parents:  # the root first: the readings ask for its members
+            parents.remove(root["oid"])
+            parents.insert(0, root["oid"])
+        vector_indexes = []
+        fingerprint = {(r["member"], int(r["xmin"])) for r in leaves}
+        owner: dict[int, int] = {}
+        for r in leaves:
+            for oid, xmin, method, name, options, vector_type, dims in r["indexes"]:
+                owner[oid] = r["member"]
+                fingerprint.add((oid, xmin))
+                if method in VECTOR_METHODS:
+                    vector_indexes.append(
+                        VectorIndex(
+                            oid, r["member"], name, method, tuple(options), vector_type, dims
+                        )
+                    )
+        structure = Structure(
+            root_oid=root["oid"],
+            parents=tuple(parents),
+            leaves={r["member"]: r["name"] for r in leaves},
+            index_owner=owner,
+            vector_indexes=tuple(vector_indexes),
+            tenant_list=(
+                c.tenant_column is not None
+                and root["partstrat"] == "l"
+                and list(root["partattrs"] or []) == [root["tenant_attnum"]]
+            ),
+            fingerprint=frozenset(fingerprint),
+            read_at=taken_at,
+        )
+        self._structure = structure
+        return structure
+
+    def _check_root(self, root: asyncpg.Record | None) -> asyncpg.Record:
+        """The table as configured: it exists, is a table and has the configured columns."""
+        c = self.collection
+        if root is None or root["oid"] is None:
+            self._structure = None
             raise CollectionError(c.name, f"table {c.table} does not exist")
-        root = rows[0]
         if root["relkind"] not in ("r", "p"):
             raise CollectionError(c.name, f"{c.table} is not a table (relkind {root['relkind']})")
         if root["vector_attnum"] is None:
             raise CollectionError(c.name, f"column {c.vector_column!r} does not exist in {c.table}")
         if c.tenant_column and root["tenant_attnum"] is None:
             raise CollectionError(c.name, f"column {c.tenant_column!r} does not exist in {c.table}")
-        rows = [r for r in rows if r["leaf"] is not None]
-        leaves = {r["leaf"]: r["name"] for r in rows}
-        if not leaves:
-            raise CollectionError(c.name, f"{c.table} is partitioned but has no partitions")
-        tenant_list = (
-            c.tenant_column is not None
-            and root["partstrat"] == "l"
-            and list(root["partattrs"] or []) == [root["tenant_attnum"]]
-        )
-        tenants = await self._tenants(conn, leaves, tenant_list)
-        topo = Topology(
-            root["oid"],
-            leaves,
-            {ix: r["leaf"] for r in rows for ix in r["oids"] or ()},
-            tenants,
-            collection_id,
-        )
-        return topo, rows
+        return root
 
     async def _tenants(
         self, conn: asyncpg.Connection, leaves: dict[int, str], tenant_list: bool
@@ -327,23 +566,27 @@ class Sampler:
     # ------------------------------------------------------------------ tables
 
     def _partitions(
-        self, topo: Topology, rows: list[asyncpg.Record], backends: list[asyncpg.Record]
+        self,
+        topo: Topology,
+        readings: dict[int, Reading],
+        backends: list[Backend],
+        block_size: int,
     ) -> tuple[list[PartitionStats], list[tuple[str, int]]]:
         active: dict[int, set[int]] = defaultdict(set)
         waiting: dict[int, set[int]] = defaultdict(set)
         running: dict[int, set[int]] = defaultdict(set)  # pid -> partitions it works on
         waiters: set[int] = set()
         for b in backends:
-            pid = b["pid"]
-            if b["awaited"]:
+            pid = b.pid
+            if b.awaited:
                 waiters.add(pid)
-            for relation in b["awaited"]:
+            for relation in b.awaited:
                 if (part := self._owner(topo, relation)) is not None:
                     waiting[part].add(pid)
                     active[part].add(pid)
-            if b["state"] != "active":
+            if b.state != "active":
                 continue
-            for relation in b["held"]:
+            for relation in b.held:
                 if (part := self._owner(topo, relation)) is not None:
                     active[part].add(pid)
                     running[pid].add(part)
@@ -358,24 +601,24 @@ class Sampler:
                 queue[part] += 1.0 / len(parts)
         out = [
             PartitionStats(
-                oid=r["leaf"],
-                name=r["name"],
-                bound=self._bounds.get(r["leaf"]),
-                tenant=topo.tenant_by_partition.get(r["leaf"]),
-                live_tuples=r["live"],
-                dead_tuples=r["dead"],
-                inserts=r["ins"],
-                updates=r["upd"],
-                deletes=r["del"],
-                seq_scans=r["seq"],
-                idx_scans=r["idx"],
-                table_bytes=r["tbytes"],
-                index_bytes=r["ibytes"],
-                active_backends=len(active.get(r["leaf"], ())),
-                waiting_backends=len(waiting.get(r["leaf"], ())),
-                queue=round(queue.get(r["leaf"], 0.0), 6),
+                oid=oid,
+                name=name,
+                bound=self._bounds.get(oid),
+                tenant=topo.tenant_by_partition.get(oid),
+                live_tuples=(r := readings[oid]).live,
+                dead_tuples=r.dead,
+                inserts=r.inserts,
+                updates=r.updates,
+                deletes=r.deletes,
+                seq_scans=r.seq_scans,
+                idx_scans=r.idx_scans,
+                table_bytes=r.table_bytes * block_size,
+                index_bytes=r.index_bytes * block_size,
+                active_backends=len(active.get(oid, ())),
+                waiting_backends=len(waiting.get(oid, ())),
+                queue=round(queue.get(oid, 0.0), 6),
             )
-            for r in rows
+            for oid, name in sorted(topo.partitions.items())
         ]
         largest = sorted(
             ((p.name, p.table_bytes + p.index_bytes) for p in out), key=lambda x: -x[1]
@@ -388,29 +631,30 @@ class Sampler:
             return relation
         return topo.index_owner.get(relation)
 
-    def _indexes(self, rows: list[asyncpg.Record]) -> list[IndexStats]:
-        """The vector indexes, each the same (immutable) object as last sample's while its
-        catalog row reads the same: most samples build none."""
+    def _indexes(
+        self, vector: list[tuple[VectorIndex, bool, int]], block_size: int
+    ) -> list[IndexStats]:
+        """The vector indexes, each the same (immutable) object as last sample's while it
+        reads the same: most samples build none."""
         kept: dict[tuple[Any, ...], IndexStats] = {}
         out = []
-        for r in rows:
-            for oid, name, method, valid, size, options, vector_type, dims in r["vector_indexes"]:
-                key = (r["leaf"], oid, name, method, valid, size, tuple(options), vector_type, dims)
-                ix = self._index_stats.get(key)
-                if ix is None:
-                    ix = IndexStats(
-                        oid=oid,
-                        name=name,
-                        partition_oid=r["leaf"],
-                        method=method,
-                        bytes=size,
-                        valid=valid,
-                        options=dict(o.split("=", 1) for o in options if "=" in o),
-                        vector_type=vector_type,
-                        dims=dims,
-                    )
-                kept[key] = ix
-                out.append(ix)
+        for meta, valid, pages in vector:
+            key = (meta, valid, pages, block_size)
+            ix = self._index_stats.get(key)
+            if ix is None:
+                ix = IndexStats(
+                    oid=meta.oid,
+                    name=meta.name,
+                    partition_oid=meta.leaf,
+                    method=meta.method,
+                    bytes=pages * block_size,
+                    valid=valid,
+                    options=dict(o.split("=", 1) for o in meta.options if "=" in o),
+                    vector_type=meta.vector_type,
+                    dims=meta.dims,
+                )
+            kept[key] = ix
+            out.append(ix)
         self._index_stats = kept
         return out
 
@@ -419,18 +663,18 @@ class Sampler:
     def _activity(
         self,
         topo: Topology,
-        rows: list[asyncpg.Record],
+        rows: list[Backend],
         progress: list[tuple[int, int, str, str]],
         cron_pids: set[int],
         max_conn: int,
     ) -> tuple[ActivityStats, list[MaintenanceJob]]:
-        by_pid = {r["pid"]: r for r in rows}
+        by_pid = {r.pid: r for r in rows}
         part_set = set(topo.partitions)
 
         def touched(pid: int, relid: int | None = None) -> set[int]:
             found: set[int] = set()
             r = by_pid.get(pid)
-            for rel in (*r["held"], *r["awaited"]) if r else ():
+            for rel in (*r.held, *r.awaited) if r else ():
                 owner = self._owner(topo, rel)
                 if owner is not None:
                     found.add(owner)
@@ -445,10 +689,10 @@ class Sampler:
         blocking: dict[int, int] = defaultdict(int)
         blocked_seconds: dict[int, float] = defaultdict(float)
         for r in rows:
-            if r["awaited"]:
-                for blocker in r["blocked_by"]:
+            if r.awaited:
+                for blocker in r.blocked_by:
                     blocking[blocker] += 1
-                    blocked_seconds[blocker] += r["waited_seconds"] or 0.0
+                    blocked_seconds[blocker] += r.waited_seconds or 0.0
 
         jobs: dict[int, MaintenanceJob] = {}
 
@@ -462,49 +706,38 @@ class Sampler:
                 description=desc[:200],
                 partitions=tuple(sorted(parts)),
                 blocking=blocking.get(pid, 0),
-                running_seconds=r["running_seconds"] if r else None,
+                running_seconds=r.running_seconds if r else None,
                 blocked_seconds=round(blocked_seconds.get(pid, 0.0), 3),
             )
 
         for pid, relid, kind, phase in progress:
             add(pid, kind, f"{kind}: {phase}", touched(pid, relid))
         for r in rows:
-            pid = r["pid"]
-            query = r["query"] or ""
-            if r["application_name"] == APPLICATION_NAME:
+            pid = r.pid
+            query = r.query or ""
+            if r.application_name == APPLICATION_NAME:
                 continue
-            if r["backend_type"] == "autovacuum worker":
+            if r.backend_type == "autovacuum worker":
                 add(pid, "autovacuum", query or "autovacuum", touched(pid))
-            elif pid in cron_pids or r["application_name"] in MAINTENANCE_APPS:
-                add(pid, "cron" if pid in cron_pids else r["application_name"], query, touched(pid))
+            elif pid in cron_pids or r.application_name in MAINTENANCE_APPS:
+                kind = "cron" if pid in cron_pids else str(r.application_name)
+                add(pid, kind, query, touched(pid))
             elif (m := _MAINTENANCE_SQL.match(query)) is not None:
                 kind = "_".join(m.group(1).lower().split()[:2]).replace("analyse", "analyze")
-                add(pid, kind, f"{r['state']}: {query}", touched(pid))
+                add(pid, kind, f"{r.state}: {query}", touched(pid))
         # anything else that holds up writers on the collection is a dependency too
         for pid, count in blocking.items():
             if pid not in jobs and pid in by_pid and count:
                 r = by_pid[pid]
-                add(pid, "blocker", f"{r['state']}: {r['query'] or ''}", touched(pid))
+                add(pid, "blocker", f"{r.state}: {r.query or ''}", touched(pid))
 
         activity = ActivityStats(
             backends=len(rows),
-            active=sum(1 for r in rows if r["state"] == "active"),
-            waiting=sum(1 for r in rows if r["wait_event_type"] == "Lock"),
+            active=sum(1 for r in rows if r.state == "active"),
+            waiting=sum(1 for r in rows if r.wait_event_type == "Lock"),
             max_connections=max_conn,
         )
         return activity, list(jobs.values())
-
-    async def _cron_pids(self, conn: asyncpg.Connection) -> set[int]:
-        if self._has_cron is None:
-            self._has_cron = bool(
-                await conn.fetchval("SELECT to_regclass('cron.job_run_details') IS NOT NULL")
-            )
-        if not self._has_cron:
-            return set()
-        rows = await conn.fetch(
-            "SELECT job_pid FROM cron.job_run_details WHERE status = 'running' AND job_pid > 0"
-        )
-        return {r["job_pid"] for r in rows}
 
     # ------------------------------------------------------------------ server-wide
 
@@ -585,6 +818,20 @@ class Sampler:
         return out
 
 
+def _matches(structure: Structure, root: asyncpg.Record, rows: list[Relation]) -> bool:
+    """Whether this sample's readings show the catalog the structure was read from."""
+    if root["oid"] != structure.root_oid:
+        return False
+    leaves = {r.rel for r in rows if r.kind in ("r", "m")}
+    parents = {r.rel for r in rows if r.kind == "p"}
+    fingerprint = {(r.rel, r.xmin) for r in rows if r.kind in ("r", "m", "i")}
+    return (
+        leaves == structure.leaves.keys()
+        and parents == set(structure.parents[1:])
+        and fingerprint == structure.fingerprint
+    )
+
+
 def list_tenant(bound: str | None) -> str | None:
     """The one tenant a LIST partition holds, as text; None for a shared partition.
 
@@ -603,6 +850,32 @@ def list_tenant(bound: str | None) -> str | None:
 
 
 # --------------------------------------------------------------------------- host memory
+
+
+class HostMemory:
+    """The host's memory, read at most once every `max_age` seconds for all the collections
+    that share this reader: it is one host's, and /proc/meminfo costs the kernel more to
+    write than any other file a sample reads."""
+
+    def __init__(
+        self,
+        max_age: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        meminfo: Path = Path("/proc/meminfo"),
+        cgroup_root: Path = Path("/sys/fs/cgroup"),
+    ) -> None:
+        self.max_age = max_age
+        self._clock = clock
+        self._paths = (meminfo, cgroup_root)
+        self._read: tuple[float, MemoryStats | None] | None = None
+
+    async def read(self) -> MemoryStats | None:
+        now = self._clock()
+        if self._read is not None and 0.0 <= now - self._read[0] < self.max_age:
+            return self._read[1]
+        value = await read_memory(*self._paths)
+        self._read = (now, value)
+        return value
 
 
 async def read_memory(

@@ -213,7 +213,7 @@ def test_ring_pairs_give_every_partition_the_configured_neighbours() -> None:
         pairs = ring_pairs(n, 4)
         degree = Counter(x for p in pairs for x in p)
         assert set(degree.values()) == {min(4, n - 1)}, n
-    assert ring_pairs(1, 4) == []
+    assert ring_pairs(1, 4) == ()
 
 
 @settings(max_examples=100, deadline=None)
