@@ -11,6 +11,7 @@ within `daemon.shutdown_timeout_seconds`.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -154,6 +155,10 @@ class Daemon:
                         await self.actor.tried.wait()
                 for c in self.config.collections:
                     self._start_loop(c)
+                # what start-up made (modules, config, pools) lives as long as the daemon: out
+                # of the collector's sight, a full collection no longer walks it (bench/
+                # footprint.py: about 0.4 ms of a 6 ms collection-sample)
+                gc.freeze()
                 status = self._status_line()
                 self.notifier.ready(status)
                 self.ready.set()

@@ -25,7 +25,7 @@ from ruvectord.healing.holds import Holds
 from ruvectord.healing.journal import Audit, HealingJournal, PastRow, Pause, context_for
 from ruvectord.healing.policy import History, Past, Touched, longest_interval
 from ruvectord.healing.problems import classify
-from ruvectord.healing.strategy import Sql, StrategyRegistry
+from ruvectord.healing.strategy import Sql, StrategyRegistry, run_rollback
 from ruvectord.integrity.monitor import Cycle
 from ruvectord.logs import get_logger
 from ruvectord.metrics import Metrics
@@ -365,25 +365,29 @@ class RemediationEngine:
 
         async def undo() -> str:
             ctx = context_for(row, self.executor.sql, self.settings)
-            try:
-                with anyio.fail_after(max(10.0, 2 * strategy.estimated_duration)):
-                    await strategy.rollback(ctx)
-            except Exception as exc:
-                await self.journal.undo_succeeded(
-                    row.id,
-                    "rollback_failed",
-                    self.clock.now(),
-                    f"{why}; failed: {type(exc).__name__}: {exc}",
+            failure = await run_rollback(strategy, ctx)
+            status = "rolled_back" if failure is None else "rollback_failed"
+            detail = why if failure is None else f"{why}; failed: {failure}"
+            if not await self.journal.undo_succeeded(row.id, status, self.clock.now(), detail):
+                # ended meanwhile by another path (its lease lapsed, another operator): the
+                # journal keeps that path's word, and so does the answer
+                return (
+                    f"{row.strategy_name} (action {row.id}) was no longer in force when its "
+                    f"rollback {'finished' if failure is None else 'failed'}; nothing recorded"
                 )
-                return f"rollback of {row.strategy_name} (action {row.id}) failed: {exc}"
-            await self.journal.undo_succeeded(row.id, "rolled_back", self.clock.now(), why)
+            if failure is not None:
+                self.metrics.rollback_failures.labels(row.collection, row.strategy_name).inc()
+                log.error("rollback_failed", action_id=row.id, msg=detail)
             await self.audit(
                 action_id=row.id,
-                status="rolled_back",
+                status=status,
                 strategy=row.strategy_name,
                 collection=row.collection,
-                reason=why,
+                reason=detail,
+                **({"event_type": "alert"} if failure is not None else {}),
             )
+            if failure is not None:
+                return f"rollback of {row.strategy_name} (action {row.id}) failed: {failure}"
             return f"{row.strategy_name} (action {row.id}) rolled back"
 
         return await self.exclusively(row.collection, undo)

@@ -39,6 +39,7 @@ from ruvectord.healing.strategy import (
     Sql,
     Strategy,
     Verifies,
+    run_rollback,
 )
 from ruvectord.integrity.monitor import Cycle
 from ruvectord.logs import get_logger
@@ -453,13 +454,10 @@ class Executor:
         status, error = final_status, why
         if a.strategy.reversible:
             await self.journal.update_action(action_id, "rolling_back", error_message=why)
-            try:
-                with anyio.fail_after(max(10.0, 2 * a.strategy.estimated_duration)):
-                    await a.strategy.rollback(a.ctx)
-                status = rolled_back
-            except Exception as exc:
-                status = "rollback_failed"
-                error = outcome.error = f"{why}; rollback failed: {type(exc).__name__}: {exc}"
+            failure = await run_rollback(a.strategy, a.ctx)
+            status = rolled_back if failure is None else "rollback_failed"
+            if failure is not None:
+                error = outcome.error = f"{why}; rollback failed: {failure}"
         elif isinstance(a.strategy, Cleans):
             # not undone, but what an interrupted run left behind is cleared away
             try:

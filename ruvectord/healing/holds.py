@@ -17,13 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import anyio
-
 from ruvectord.clock import Clock
 from ruvectord.config import HealingConfig
 from ruvectord.healing.brake import Lifting, LiftPolicy, Memory, begin, next_move, remember
 from ruvectord.healing.journal import ActionRow, Audit, HealingJournal, context_for
-from ruvectord.healing.strategy import Sql, Steps, StrategyRegistry
+from ruvectord.healing.strategy import Sql, Steps, StrategyRegistry, run_rollback
 from ruvectord.logs import get_logger
 
 log = get_logger("ruvectord.healing.holds")
@@ -187,18 +185,12 @@ class Holds:
             strategy = self.registry.get(row.strategy_name)
             if strategy is None:
                 continue
-            ctx = context_for(row, self.sql, self._settings())
-            try:
-                with anyio.fail_after(max(10.0, 2 * strategy.estimated_duration)):
-                    await strategy.rollback(ctx)
-            except Exception as exc:
+            failure = await run_rollback(strategy, context_for(row, self.sql, self._settings()))
+            if failure is not None:
                 log.error(
-                    "lift_failed",
-                    action_id=row.id,
-                    strategy=row.strategy_name,
-                    error=f"{type(exc).__name__}: {exc}",
+                    "lift_failed", action_id=row.id, strategy=row.strategy_name, error=failure
                 )
-                lifted.append(f"could not lift {row.strategy_name} (action {row.id}): {exc}")
+                lifted.append(f"could not lift {row.strategy_name} (action {row.id}): {failure}")
                 continue
             key = (row.collection_id, row.strategy_name)
             if key in self._lifting:

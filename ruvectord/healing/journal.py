@@ -19,7 +19,13 @@ import anyio
 from ruvectord.config import HealingConfig
 from ruvectord.healing.learning import OutcomeRow
 from ruvectord.healing.problems import problem_from_json
-from ruvectord.healing.strategy import Cleans, RemediationContext, Sql, StrategyRegistry
+from ruvectord.healing.strategy import (
+    Cleans,
+    RemediationContext,
+    Sql,
+    StrategyRegistry,
+    run_rollback,
+)
 from ruvectord.integrity.hysteresis import State
 from ruvectord.logs import get_logger
 
@@ -319,10 +325,7 @@ async def _recover_one(
         return "interrupted", left
     if strategy is None:
         return "rollback_failed", f"{was}; strategy {row.strategy_name!r} is not registered here"
-    ctx = context_for(row, sql, settings)
-    try:
-        with anyio.fail_after(max(10.0, 2 * strategy.estimated_duration)):
-            await strategy.rollback(ctx)
-    except Exception as exc:
-        return "rollback_failed", f"{was}; rollback failed: {type(exc).__name__}: {exc}"
+    failure = await run_rollback(strategy, context_for(row, sql, settings))
+    if failure is not None:
+        return "rollback_failed", f"{was}; rollback failed: {failure}"
     return "rolled_back", f"{was}; rolled back at takeover"

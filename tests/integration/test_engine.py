@@ -351,6 +351,46 @@ async def test_a_failed_rollback_is_journaled_and_alerted(rig_factory: Any) -> N
     assert metric == 1
 
 
+async def test_an_operator_rollback_says_what_happened_and_alerts_when_it_fails(
+    rig_factory: Any,
+) -> None:
+    s = FakeStrategy(lift_on_recovery=False)
+    rig: Rig = await rig_factory(s)
+    assert "verified" in (await rig.heal() or "")
+    said = await rig.engine.rollback(1, "alice")
+    assert said == "fake_fix (action 1) rolled back"
+    assert await rig.statuses() == ["rolled_back"]
+    assert rig.audits[-1]["status"] == "rolled_back"
+    again = await rig.engine.rollback(1, "alice")
+    assert again == "action 1 is no longer in force; nothing to roll back"
+
+    # a rollback that fails is journaled, counted and signed as an alert, and said so
+    s.rollback_fails = True
+    rig.clock.advance(60)
+    assert "verified" in (await rig.heal() or "")
+    said = await rig.engine.rollback(2, "alice")
+    assert said == "rollback of fake_fix (action 2) failed: RuntimeError: cannot undo"
+    assert await rig.statuses() == ["rolled_back", "rollback_failed"]
+    assert rig.audits[-1]["status"] == "rollback_failed"
+    assert rig.audits[-1]["event_type"] == "alert"
+    metric = rig.engine.metrics.rollback_failures.labels("items", "fake_fix")._value.get()
+    assert metric == 1
+
+
+async def test_an_operator_rollback_that_hangs_is_bounded(rig_factory: Any) -> None:
+    class Hangs(FakeStrategy):
+        async def rollback(self, ctx: RemediationContext) -> None:
+            await anyio.sleep_forever()
+
+    s = Hangs(lift_on_recovery=False, estimated_duration=0.001)
+    rig: Rig = await rig_factory(s)
+    assert "verified" in (await rig.heal() or "")
+    with anyio.fail_after(30):
+        said = await rig.engine.rollback(1, "bob")
+    assert said == "rollback of fake_fix (action 1) failed: did not finish within 10 s"
+    assert await rig.statuses() == ["rollback_failed"]
+
+
 async def test_losing_the_actor_lock_stops_and_undoes_the_action(rig_factory: Any) -> None:
     s = FakeStrategy()
     rig: Rig = await rig_factory(s)
