@@ -110,6 +110,27 @@ async def test_rows_must_land_where_they_were_sent(db: Database, dsn: str, state
         assert await _where(conn) == before
 
 
+async def test_a_key_already_in_the_target_does_not_pass_for_a_row_that_went_elsewhere(
+    db: Database, dsn: str, state_dir: Path
+) -> None:
+    """Keys are unique per partition only (a partitioned table's primary key must include the
+    partition key): a row of items_p2 that has a moved row's key must not make a row routed to
+    items_p1 count as landed in items_p2."""
+    async with collection(dsn, SPEC) as conn:
+        cid = await _setup(db, dsn, state_dir)
+        key = await conn.fetchval("SELECT min(id) FROM ONLY public.items_p0")
+        await conn.execute(
+            "INSERT INTO public.items (id, shard, embedding) OVERRIDING SYSTEM VALUE "
+            "SELECT id, 2, embedding FROM ONLY public.items_p0 WHERE id = $1",
+            key,
+        )
+        rows = "SELECT id, tableoid::regclass::text, shard FROM public.items ORDER BY 1, 2"
+        before = await conn.fetch(rows)
+        with pytest.raises(asyncpg.CheckViolationError, match="would not land"):
+            await _move(db, cid, "public.items_p0", "public.items_p2", [key], ["0"], ["1"])
+        assert await conn.fetch(rows) == before
+
+
 @pytest.mark.parametrize(
     ("args", "error"),
     [
