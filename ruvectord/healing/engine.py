@@ -25,7 +25,8 @@ from ruvectord.healing.holds import Holds
 from ruvectord.healing.journal import Audit, HealingJournal, PastRow, Pause, context_for
 from ruvectord.healing.policy import History, Past, Touched, longest_interval
 from ruvectord.healing.problems import classify
-from ruvectord.healing.strategy import Sql, StrategyRegistry, run_rollback
+from ruvectord.healing.strategy import Sql, StrategyRegistry
+from ruvectord.healing.undo import run_rollback
 from ruvectord.integrity.monitor import Cycle
 from ruvectord.logs import get_logger
 from ruvectord.metrics import Metrics

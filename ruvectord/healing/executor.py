@@ -39,8 +39,8 @@ from ruvectord.healing.strategy import (
     Sql,
     Strategy,
     Verifies,
-    run_rollback,
 )
+from ruvectord.healing.undo import run_rollback
 from ruvectord.integrity.monitor import Cycle
 from ruvectord.logs import get_logger
 from ruvectord.metrics import Metrics

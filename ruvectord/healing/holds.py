@@ -21,7 +21,8 @@ from ruvectord.clock import Clock
 from ruvectord.config import HealingConfig
 from ruvectord.healing.brake import Lifting, LiftPolicy, Memory, begin, next_move, remember
 from ruvectord.healing.journal import ActionRow, Audit, HealingJournal, context_for
-from ruvectord.healing.strategy import Sql, Steps, StrategyRegistry, run_rollback
+from ruvectord.healing.strategy import Sql, Steps, StrategyRegistry
+from ruvectord.healing.undo import run_rollback
 from ruvectord.logs import get_logger
 
 log = get_logger("ruvectord.healing.holds")

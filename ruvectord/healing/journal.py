@@ -24,8 +24,8 @@ from ruvectord.healing.strategy import (
     RemediationContext,
     Sql,
     StrategyRegistry,
-    run_rollback,
 )
+from ruvectord.healing.undo import run_rollback
 from ruvectord.integrity.hysteresis import State
 from ruvectord.logs import get_logger
 
