@@ -54,7 +54,7 @@ _LITERAL = re.compile(r"'(?:[^']|'')*'|[^,\s]+")
 STRUCTURE_SECONDS = 300.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one object per structure reading: hashed by identity
 class VectorIndex:
     """A vector index's catalog facts, which only DDL changes."""
 
@@ -91,10 +91,6 @@ class Topology:
     index_owner: dict[int, int]  # any index oid on a leaf -> the leaf's oid
     tenant_by_partition: dict[int, str | None]
     collection_id: int | None
-
-    @property
-    def relation_oids(self) -> list[int]:
-        return [self.root_oid, *self.partitions, *self.index_owner]
 
 
 @dataclass(frozen=True)
@@ -363,7 +359,7 @@ class Sampler:
             backends = [Backend(*b) for b in row["backends"]]
             partitions, largest = self._partitions(topo, readings, backends, block_size)
             indexes = self._indexes(vector, block_size)
-            cron_pids = set(row["cron_pids"]) if self._has_cron else set[int]()
+            cron_pids = set(row.get("cron_pids") or ())  # where pg_cron is installed
             activity, jobs = self._activity(
                 topo, backends, row["progress"], cron_pids, row["max_conn"]
             )
