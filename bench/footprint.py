@@ -1,7 +1,12 @@
 """What the daemon costs to run: CPU (its own and its server backends'), WAL and memory.
 
 Usage: PYTHONPATH=. .venv/bin/python bench/footprint.py [--quick] [--shapes 10x64,1x1200]
-       [--interval 1] [--duration 180] [--load] [--py-spy OUT]
+       [--interval 1] [--duration 180] [--load] [--py-spy OUT] [--source DIR]
+       [--reference DIR [--rounds N]]
+
+With --reference DIR (a checkout of an older commit), each shape is measured for that tree and
+for ours alternately, N rounds, and the report ends with ours/reference per figure: the ratio
+of two trees measured in the same run, on the same server, under the same machine load.
 
 For each shape (N collections x P LIST partitions, a few rows of 8 dimensions and an HNSW index
 each), in a fresh database on one embedded PostgreSQL 18, it starts the real daemon
@@ -91,6 +96,7 @@ def stop_processes(daemon: subprocess.Popen[bytes], spy: subprocess.Popen[bytes]
 
 @dataclass
 class Result:
+    tree: str  # "ours", or "reference" (--reference)
     shape: str
     seconds: float
     samples: int
@@ -137,7 +143,13 @@ async def load(dsn: str, specs: list[CollectionSpec], stop: anyio.Event) -> None
 
 
 async def run_shape(
-    server: EmbeddedPostgres, root: Path, n: int, p: int, args: argparse.Namespace
+    server: EmbeddedPostgres,
+    root: Path,
+    n: int,
+    p: int,
+    args: argparse.Namespace,
+    source: Path,
+    tree: str = "ours",
 ) -> Result:
     shape = f"{n}x{p}"
     db = f"footprint_{n}x{p}"
@@ -174,7 +186,6 @@ collections:
 """
     )
     log = (root / f"daemon-{shape}.log").open("w")
-    source = args.source or ROOT
     # without what importing ruvectord here set: the daemon decides for itself
     env = {k: v for k, v in os.environ.items() if k not in ruvectord.ENV_DEFAULTS}
     env["PYTHONPATH"] = str(source)
@@ -208,7 +219,7 @@ collections:
 
         window = args.duration
         if args.py_spy:
-            out = f"{args.py_spy}-{shape}.txt"
+            out = f"{args.py_spy}-{tree}-{shape}.txt"
             spy = spawn(
                 [
                     str(Path(sys.executable).parent / "py-spy"),
@@ -278,6 +289,7 @@ collections:
         if args.load:
             notes.append("WAL includes the load's writes")
         return Result(
+            tree=tree,
             shape=shape,
             seconds=elapsed,
             samples=len(rows),
@@ -295,6 +307,12 @@ collections:
         await anyio.to_thread.run_sync(stop_processes, proc, spy)
         log.close()
         await conn.close()
+
+
+def ratio(ours: list[Result], ref: list[Result], field: str) -> str:
+    mine = statistics.mean(getattr(r, field) for r in ours)
+    theirs = statistics.mean(getattr(r, field) for r in ref)
+    return f"{mine / theirs:.2f}x" if theirs else "n/a"
 
 
 def report(results: list[Result], args: argparse.Namespace) -> None:
@@ -315,13 +333,25 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     )
     print(f"{'issue 13 before (10x64)':28}{b['daemon_ms']:>14.1f}{b['server_ms']:>14.1f}")
     for r in results:
-        label = f"measured {r.shape}"
+        label = f"{'measured' if r.tree == 'ours' else 'reference'} {r.shape}"
         lat = f"{r.sample_ms[0]:.1f} / {r.sample_ms[1]:.1f}"
         comp = f"{r.computation_ms[0]:.1f} / {r.computation_ms[1]:.1f}"
         print(
             f"{label:28}{r.daemon_ms:>14.2f}{r.server_ms:>14.2f}{r.wal_kb:>9.2f}"
             f"{r.rss_mb:>9.0f}{lat:>20}{comp:>21}{r.samples:>9}"
             + (f"  ({'; '.join(r.notes)})" if r.notes else "")
+        )
+    for shape in dict.fromkeys(r.shape for r in results):
+        ours = [r for r in results if r.shape == shape and r.tree == "ours"]
+        ref = [r for r in results if r.shape == shape and r.tree == "reference"]
+        if not (ours and ref):
+            continue
+
+        print(
+            f"{'ours/reference ' + shape:28}{ratio(ours, ref, 'daemon_ms'):>14}"
+            f"{ratio(ours, ref, 'server_ms'):>14}{ratio(ours, ref, 'wal_kb'):>9}"
+            f"{ratio(ours, ref, 'rss_mb'):>9}"
+            f"   (means over {len(ours)} alternating run(s) each)"
         )
     print(
         "CPU: utime+stime from /proc (10 ms ticks), over windows of "
@@ -337,9 +367,16 @@ async def main(args: argparse.Namespace) -> None:
     try:
         await anyio.to_thread.run_sync(server.start)
         results = []
+        ours = args.source or ROOT
         for shape in args.shapes.split(","):
             n, p = (int(x) for x in shape.lower().split("x"))
-            results.append(await run_shape(server, root, n, p, args))
+            for _ in range(args.rounds if args.reference else 1):
+                # alternating, so that a busy machine weighs on both alike
+                if args.reference:
+                    results.append(
+                        await run_shape(server, root, n, p, args, args.reference, "reference")
+                    )
+                results.append(await run_shape(server, root, n, p, args, ours))
         report(results, args)
     finally:
         await anyio.to_thread.run_sync(server.destroy)
@@ -359,6 +396,15 @@ if __name__ == "__main__":
     ap.add_argument("--py-spy", metavar="PREFIX", help="record the daemon with py-spy (raw)")
     ap.add_argument(
         "--source", type=Path, help="run the daemon from this source tree (a before/after)"
+    )
+    ap.add_argument(
+        "--reference",
+        type=Path,
+        help="also run the daemon from this tree (an older checkout), alternating with ours, "
+        "and print ours/reference",
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="alternating rounds with --reference (default 1)"
     )
     ap.add_argument("--keep", action="store_true", help="keep the logs and configs")
     a = ap.parse_args()
