@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -39,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ruvectord.healing.strategies.scale_replicas import Workload
 from ruvectord.kube import CNPG_GROUP, CNPG_PLURAL, CNPG_VERSION
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RBAC_YAML = REPO / "deploy" / "kubernetes" / "rbac.yaml"
@@ -152,13 +152,6 @@ def _ensure_binaries() -> tuple[Path, str]:
     etcd = shutil.which("etcd")
     assert etcd is not None
     return binary, etcd
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def write_kubeconfig(path: Path, url: str, token: str) -> Path:

@@ -9,7 +9,6 @@ import os
 import pty
 import re
 import select
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from ruvectord.postgres.store import Store
 from ruvectord.scenarios.collection import CollectionSpec
 from tests.chaos.test_chaos import daemon
 from tests.conftest import PgServer
-from tests.helpers import collection, connect, harness, hot_sample, make_config
+from tests.helpers import collection, connect, free_port, harness, hot_sample, make_config
 from tests.roles import parties
 
 ROOT = Path(__file__).parents[2]
@@ -57,13 +56,6 @@ async def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     done = await anyio.to_thread.run_sync(run)
     assert "Traceback" not in done.stderr, done.stderr
     return done
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def _config(tmp: Path, dsn: str, *collections: str) -> Path:
@@ -465,7 +457,7 @@ async def test_waiting_for_the_acting_daemon_shows_progress_and_times_out(
 async def test_with_a_real_daemon_status_is_healthy_and_requests_are_carried_out(
     dsn: str, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     cfg = tmp_path / "daemon.yaml"
     await anyio.Path(cfg).write_text(
         yaml.safe_dump(

@@ -23,16 +23,10 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.helpers import free_port
 from tests.notify import Notifications
 
 ROOT = Path(__file__).parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _get(url: str) -> str:
@@ -44,7 +38,7 @@ def _get(url: str) -> str:
 @pytest.fixture
 def daemon_env(tmp_path: Path) -> Iterator[tuple[Path, Notifications, int]]:
     notify = Notifications(tmp_path / "notify.sock")
-    port = _free_port()
+    port = free_port()
     cfg = tmp_path / "ruvectord.yaml"
     cfg.write_text(
         f"""
@@ -203,7 +197,7 @@ def test_no_password_in_any_output_during_an_outage(tmp_path: Path, fmt: str, co
     reported, and neither password appears anywhere, whatever the log format."""
     (tmp_path / "pw").write_text(FILE_SECRET + "\n")
     os.chmod(tmp_path / "pw", 0o600)
-    closed_port = _free_port()  # nothing listens there
+    closed_port = free_port()  # nothing listens there
     targets = {
         "closed port": f"postgresql://ruvectord:{DSN_SECRET}@127.0.0.1:{closed_port}/vectors",
         "missing socket directory": (
@@ -289,7 +283,7 @@ def _limit_nofile() -> None:
 
 def _attack(dsn: str, tmp_path: Path, report: dict[str, float]) -> None:
     notify = Notifications(tmp_path / "notify.sock")
-    port = _free_port()
+    port = free_port()
     cfg = tmp_path / "ruvectord.yaml"
     cfg.write_text(
         json.dumps(

@@ -24,6 +24,7 @@ import yaml
 from ruvectord.audit import load_or_create_key
 from ruvectord.postgres.migrations import available
 from tests.conftest import PgServer
+from tests.helpers import free_port
 from tests.roles import Parties, parties
 
 ROOT = Path(__file__).parents[2]
@@ -80,13 +81,6 @@ async def doctor(*args: str) -> Run:
     return Run(done.returncode, checks, done.stdout, done.stderr)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def write_config(path: Path, dsn: str, state: Path, port: int, **changes: Any) -> Path:
     data: dict[str, Any] = {
         "database": {"dsn": dsn, "connect_retries": 0, "connect_timeout_seconds": 5},
@@ -123,7 +117,7 @@ async def set_up(pg_server: PgServer, tmp: Path) -> AsyncIterator[Setup]:
     state = tmp / "state"
     await anyio.Path(state).mkdir()
     await anyio.to_thread.run_sync(load_or_create_key, state / "signing.key")
-    port = _free_port()
+    port = free_port()
     async with parties(pg_server) as p:
         cfg = await write_config(tmp / "ruvectord.yaml", p.as_(p.daemon), state, port)
         yield Setup(p, cfg, state, port, tmp)
@@ -372,7 +366,7 @@ async def test_local_failures_port_key_password_and_an_unreachable_database(
         run = await doctor("-c", str(cfg))
         assert run.failed() == {"database reachable"}
         assert "database.password_file: cannot read" in run.detail("database reachable")
-        dead = f"postgresql://{s.p.daemon}:hunter2-secret@127.0.0.1:{_free_port()}/nowhere"
+        dead = f"postgresql://{s.p.daemon}:hunter2-secret@127.0.0.1:{free_port()}/nowhere"
         run = await doctor("-c", str(s.config), "--dsn", dead)
         assert run.code == 1 and run.failed() == {"database reachable"}, run.stdout
         assert run.detail("database reachable").startswith(

@@ -32,7 +32,7 @@ from ruvectord.metrics import Metrics
 from ruvectord.postgres.actions import HealingStore
 from ruvectord.postgres.pool import Database
 from ruvectord.postgres.store import Store
-from tests.helpers import harness, make_config
+from tests.helpers import free_port, harness, make_config
 from tests.integration.test_engine import FakeActor, FakeMonitor, Rig
 from tests.kube import (
     NAMESPACE,
@@ -40,7 +40,6 @@ from tests.kube import (
     KubeServer,
     admin,
     create_workload,
-    free_port,
     play_controller,
     spec_replicas,
     unique,

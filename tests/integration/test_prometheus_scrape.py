@@ -24,7 +24,6 @@ import json
 import math
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -44,7 +43,7 @@ import yaml
 
 from ruvectord.scenarios.collection import CollectionSpec, create_collection
 from ruvectord.scenarios.workload import Workload
-from tests.helpers import connect
+from tests.helpers import connect, free_port
 from tests.prometheus.support import (
     INSTALL,
     RULES,
@@ -66,13 +65,6 @@ SPEC = CollectionSpec(partitions=8, rows_per_partition=20)
 JOB = "ruvectord-scrape-test"  # the rules select jobs named *ruvectord*
 HOLD, WINDOW = "3s", "10s"
 T = TypeVar("T")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _fetch(url: str) -> tuple[int, bytes]:
@@ -202,7 +194,7 @@ async def prometheus(tmp: Path, target: str) -> AsyncIterator[Prometheus]:
     rules = shorten_rules(await anyio.Path(RULES).read_text(), hold=HOLD, window=WINDOW)
     await anyio.Path(tmp / "ruvectord.rules.yml").write_text(rules)
     await anyio.Path(tmp / "prometheus.yml").write_text(_prometheus_config(tmp, target))
-    port = _free_port()
+    port = free_port()
     cmd = [
         "prometheus",
         f"--config.file={tmp / 'prometheus.yml'}",
@@ -245,7 +237,7 @@ async def _run(dsn: str, tmp: Path, daemon_log: Path) -> None:
         vector = await create_collection(conn, SPEC)
     finally:
         await conn.close()
-    port = _free_port()
+    port = free_port()
     cfg = anyio.Path(tmp / "ruvectord.yaml")
     await cfg.write_text(_daemon_config(tmp, port, healing=False))
     cmd = [sys.executable, "-m", "ruvectord.cli", "run", "-c", str(cfg), "--dsn", dsn]

@@ -19,7 +19,6 @@ import math
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -43,17 +42,10 @@ from ruvectord.scenarios.collection import (
     insert_rows,
     uniform,
 )
-from tests.helpers import collection, harness, hot_sample, make_config
+from tests.helpers import collection, free_port, harness, hot_sample, make_config
 from tests.notify import Notifications
 
 SPEC = CollectionSpec(partitions=4, rows_per_partition=50, index=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _get(url: str) -> str:
@@ -75,7 +67,7 @@ class _Daemon:
     """A real `ruvectord run` process against a server of the test's own."""
 
     def __init__(self, tmp: Path, dsn: str, *, env: dict[str, str] | None = None) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.notify = Notifications(tmp / "notify.sock")
         self.log_path = tmp / "daemon.log"
         cfg = tmp / "ruvectord.yaml"
