@@ -292,6 +292,51 @@ async def test_the_daemon_role_prunes_only_through_the_floor_guarded_functions(
             await admin.close()
 
 
+async def test_a_hostile_daemon_role_cannot_backdate_fresh_history_past_the_floor(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    """The daemon's role writes its journal, so it may change an action's status and
+    updated_at; the 7-day floor must rest on what it cannot change: when the action was
+    created, when an operator made a request."""
+    async with parties(pg_server) as p:
+        admin = await Database.connect(options(p.dsn))
+        db = await Database.connect(options(p.as_(p.daemon)))
+        try:
+            config = make_config(p.as_(p.daemon), tmp_path, p.spec)
+            cid = (await Store(db).sync_collections(config))["items"]
+            fresh = await _action(db, cid, "running", 0)  # as the daemon journals one
+            await admin.execute(
+                "INSERT INTO ruvector.healing_requests (kind) VALUES ('trigger')"
+            )  # an operator's request, a minute old
+            for sql in (
+                "UPDATE ruvector.healing_actions SET created_at = now() - interval '1 year'",
+                "UPDATE ruvector.healing_requests SET requested_at = now() - interval '1 year'",
+            ):
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await db.execute(sql)
+            # what it may write, it backdates as far as it likes...
+            await db.execute(
+                "UPDATE ruvector.healing_actions SET status = 'failed', "
+                "updated_at = now() - interval '1 year', completed_at = now() - interval '1 year'"
+            )
+            await db.execute(
+                "UPDATE ruvector.healing_requests SET status = 'done', "
+                "processed_at = now() - interval '1 year'"
+            )
+            # ...and a prune asking for everything still keeps both
+            pruned = await db.fetchval(
+                "SELECT ruvector.prune_healing_history(now() + interval '10 years', 1000)"
+            )
+            assert pruned == 0
+            assert await admin.fetchval("SELECT array_agg(id) FROM ruvector.healing_actions") == [
+                fresh
+            ]
+            assert await admin.fetchval("SELECT count(*) FROM ruvector.healing_requests") == 1
+        finally:
+            await db.close()
+            await admin.close()
+
+
 async def _action(db: Database, cid: int, status: str, age_days: int) -> int:
     action: int = await db.fetchval(
         """
