@@ -3,7 +3,6 @@ must not do: scan the collection."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -87,15 +86,6 @@ async def test_lock_holding_maintenance_job_degrades_as_its_writers_wait(
     finally:
         for c in (admin, holder, *writers):
             await c.close()
-
-
-@pytest.fixture
-def streaming_pair(server_root: Path) -> Iterator[StreamingPair]:
-    pair = StreamingPair.create(server_root / "repl", primary_port=5441, standby_port=5442)
-    try:
-        yield pair
-    finally:
-        pair.destroy()
 
 
 async def test_paused_standby_yields_replication_witness_edges(

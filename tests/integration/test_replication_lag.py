@@ -17,7 +17,7 @@ made from its primary, as in the other standby tests.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -59,15 +59,6 @@ async def _wait_until(sql: str, conn: asyncpg.Connection, limit: float = 30) -> 
     with anyio.fail_after(limit):
         while not await conn.fetchval(sql):  # noqa: ASYNC110
             await anyio.sleep(0.05)
-
-
-@pytest.fixture
-def streaming_pair(server_root: Path) -> Iterator[StreamingPair]:
-    pair = StreamingPair.create(server_root / "repl", primary_port=5445, standby_port=5446)
-    try:
-        yield pair
-    finally:
-        pair.destroy()
 
 
 def _config(dsn: str, state_dir: Path) -> Config:
