@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -125,3 +129,31 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+ROOT = Path(__file__).parents[1]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment a CLI test runs in: none of the runner's RUVECTORD_* or PG* variables
+    (they would be configuration), times in UTC (tables show local times, with their zone)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUVECTORD_", "PG"))}
+    return {**env, "TZ": "UTC", **extra}
+
+
+async def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`ruvectord ARGS` as a user would run it; a traceback in its output fails the test."""
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ruvectord.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            env=cli_env(**env),
+        )
+
+    done = await anyio.to_thread.run_sync(run)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done

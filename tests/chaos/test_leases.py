@@ -24,8 +24,7 @@ from ruvectord.postgres.pool import Database
 from ruvectord.scenarios.collection import THROTTLED_SQLSTATE, create_collection
 from tests.chaos.test_chaos import SPEC, _config, _until, daemon, hot_writers
 from tests.conftest import options
-from tests.helpers import connect
-from tests.integration.test_operations import cli
+from tests.helpers import cli, connect
 
 pytestmark = pytest.mark.slow
 

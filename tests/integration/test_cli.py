@@ -30,32 +30,20 @@ from ruvectord.postgres.store import Store
 from ruvectord.scenarios.collection import CollectionSpec
 from tests.chaos.test_chaos import daemon
 from tests.conftest import PgServer
-from tests.helpers import collection, connect, free_port, harness, hot_sample, make_config
+from tests.helpers import (
+    cli,
+    cli_env,
+    collection,
+    connect,
+    free_port,
+    harness,
+    hot_sample,
+    make_config,
+)
 from tests.roles import parties
 
 ROOT = Path(__file__).parents[2]
 SPEC = CollectionSpec(partitions=8, rows_per_partition=20)
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUVECTORD_", "PG"))}
-    return {**env, "TZ": "UTC", **extra}  # tables show local times, with their zone
-
-
-async def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "ruvectord.cli", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=ROOT,
-            env=_env(**env),
-        )
-
-    done = await anyio.to_thread.run_sync(run)
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
 
 
 async def _config(tmp: Path, dsn: str, *collections: str) -> Path:
@@ -334,7 +322,7 @@ async def test_no_traceback_when_stdout_closes_early(
 
     def head_one() -> tuple[int, bytes, bytes]:
         # ruvectord heal list | head -1
-        first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+        first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
         assert first.stdout is not None and first.stderr is not None
         head = subprocess.Popen(["head", "-1"], stdin=first.stdout, stdout=subprocess.PIPE)
         first.stdout.close()  # only head reads it now
@@ -351,7 +339,7 @@ async def test_no_traceback_when_stdout_closes_early(
         r, w = os.pipe()
         os.close(r)  # nobody will ever read: the first write fails
         try:
-            proc = subprocess.run(cmd, stdout=w, stderr=subprocess.PIPE, env=_env(), timeout=120)
+            proc = subprocess.run(cmd, stdout=w, stderr=subprocess.PIPE, env=cli_env(), timeout=120)
         finally:
             os.close(w)
         return proc.returncode, proc.stderr
@@ -369,7 +357,7 @@ def _on_a_terminal(argv: list[str], timeout: float = 60) -> tuple[int, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "ruvectord.cli", *argv],
         cwd=ROOT,
-        env=_env(),
+        env=cli_env(),
         stdin=subprocess.DEVNULL,
         stdout=slave,
         stderr=slave,

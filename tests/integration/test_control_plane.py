@@ -22,7 +22,7 @@ from ruvectord.postgres.pool import Database
 from ruvectord.scenarios.collection import CollectionSpec
 from tests.chaos.test_chaos import _until, daemon, hot_writers
 from tests.conftest import PgServer, options
-from tests.integration.test_operations import cli
+from tests.helpers import cli
 from tests.roles import Parties, parties
 
 SPEC = CollectionSpec(partitions=8, rows_per_partition=20, index=False)

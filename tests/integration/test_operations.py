@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,22 +21,9 @@ from ruvectord.scenarios.collection import (
 )
 from ruvectord.scenarios.replica import StreamingPair
 from tests.conftest import options
-from tests.helpers import collection, harness, hot_sample, make_config
+from tests.helpers import cli, collection, harness, hot_sample, make_config
 
 SPEC = CollectionSpec(partitions=8, rows_per_partition=20)
-
-
-async def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "ruvectord.cli", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "TZ": "UTC"},  # tables show local times, with their zone
-        )
-
-    return await anyio.to_thread.run_sync(run)
 
 
 async def _config_file(tmp: Path, dsn: str, trusted: str = "") -> Path:

@@ -33,8 +33,7 @@ from ruvectord.scenarios.collection import (
     insert_rows,
 )
 from tests.conftest import PgServer, options
-from tests.helpers import connect, harness, make_config
-from tests.integration.test_cli import cli
+from tests.helpers import cli, connect, harness, make_config
 from tests.integration.test_healing_e2e import running_actor
 from tests.roles import parties
 
