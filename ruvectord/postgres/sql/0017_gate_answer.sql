@@ -107,8 +107,10 @@ BEGIN
              > make_interval(secs => 3 * coalesce(st.sample_interval_seconds, 60) + 5);
     state := st.state;
 
-    SELECT * INTO v FROM ruvector.gate_answer(op, risk, state, stale, state, st.throttle_pct,
-                                              st.retry_after_seconds, st.expires_at, '');
+    -- an assignment, not SELECT ... INTO: PL/pgSQL evaluates a lone function call as a simple
+    -- expression, without the executor's per-statement cost
+    v := ruvector.gate_answer(op, risk, state, stale, state, st.throttle_pct,
+                              st.retry_after_seconds, st.expires_at, '');
 
     RETURN jsonb_build_object(
         'collection', ruvector_integrity_gate.collection,
@@ -187,7 +189,7 @@ BEGIN
              > make_interval(secs => 3 * coalesce(c.sample_interval_seconds, 60) + 5);
     state := st.state;
 
-    SELECT * INTO v FROM ruvector.gate_answer(
+    v := ruvector.gate_answer(
         op, risk, state, stale,
         CASE WHEN st.scope IS NULL THEN state
              WHEN st.scope = who THEN format('%s (tenant %s)', state, who)
