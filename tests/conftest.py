@@ -29,6 +29,7 @@ from ruvectord.embedded import EmbeddedPostgres
 from ruvectord.postgres.migrations import migrate
 from ruvectord.postgres.pool import ConnectOptions, Database
 from ruvectord.scenarios.replica import StreamingPair
+from tests.helpers import free_port
 from tests.kube import kube_cluster, kube_server  # noqa: F401  (fixtures: a real API server)
 
 TEMPLATE = "ruvectord_test_template"
@@ -239,8 +240,6 @@ def state_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def streaming_pair(server_root: Path) -> Iterator[StreamingPair]:
     """An embedded primary and a real streaming standby of it (pg_basebackup), on free ports."""
-    from tests.helpers import free_port  # helpers imports this module
-
     pair = StreamingPair.create(
         server_root / "repl", primary_port=free_port(), standby_port=free_port()
     )
