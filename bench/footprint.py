@@ -346,7 +346,6 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         ref = [r for r in results if r.shape == shape and r.tree == "reference"]
         if not (ours and ref):
             continue
-
         print(
             f"{'ours/reference ' + shape:28}{ratio(ours, ref, 'daemon_ms'):>14}"
             f"{ratio(ours, ref, 'server_ms'):>14}{ratio(ours, ref, 'wal_kb'):>9}"
