@@ -22,7 +22,14 @@ from ruvectord.config import Config, HealingConfig
 from ruvectord.healing.decide import DISABLED, Inputs, choose, recovering
 from ruvectord.healing.executor import Actor, Executor, Measure
 from ruvectord.healing.holds import Holds
-from ruvectord.healing.journal import Audit, HealingJournal, PastRow, Pause, context_for
+from ruvectord.healing.journal import (
+    ActionRow,
+    Audit,
+    HealingJournal,
+    PastRow,
+    Pause,
+    context_for,
+)
 from ruvectord.healing.policy import History, Past, Touched, longest_interval
 from ruvectord.healing.problems import classify
 from ruvectord.healing.strategy import Sql, StrategyRegistry
@@ -354,17 +361,18 @@ class RemediationEngine:
 
     async def rollback(self, action_id: int, by: str) -> str:
         """An operator's `ruvector_healing_rollback`: undo a succeeded reversible action."""
-        rows = [
-            r for r in await self.journal.in_force(None, self.registry.names) if r.id == action_id
-        ]
-        if not rows:
-            return f"action {action_id} is no longer in force; nothing to roll back"
-        row = rows[0]
-        strategy = self.registry.get(row.strategy_name)
-        assert strategy is not None
+        gone = f"action {action_id} is no longer in force; nothing to roll back"
+        if (first := await self._in_force(action_id)) is None:
+            return gone
         why = f"rolled back by {by}"
 
         async def undo() -> str:
+            # asked again inside the step: a lapsed lease, undone as a step too, may have
+            # ended the action while this request waited its turn
+            if (row := await self._in_force(action_id)) is None:
+                return gone
+            strategy = self.registry.get(row.strategy_name)
+            assert strategy is not None
             ctx = context_for(row, self.executor.sql, self.settings)
             failure = await run_rollback(strategy, ctx)
             status = "rolled_back" if failure is None else "rollback_failed"
@@ -391,7 +399,11 @@ class RemediationEngine:
                 return f"rollback of {row.strategy_name} (action {row.id}) failed: {failure}"
             return f"{row.strategy_name} (action {row.id}) rolled back"
 
-        return await self.exclusively(row.collection, undo)
+        return await self.exclusively(first.collection, undo)
+
+    async def _in_force(self, action_id: int) -> ActionRow | None:
+        rows = await self.journal.in_force(None, self.registry.names)
+        return next((r for r in rows if r.id == action_id), None)
 
     async def _record(self, cycle: Cycle, decision: Mapping[str, Any]) -> None:
         """Keep what healing made of this degraded sample, for `ruvectord replay`; a failure

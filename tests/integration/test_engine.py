@@ -377,6 +377,36 @@ async def test_an_operator_rollback_says_what_happened_and_alerts_when_it_fails(
     assert metric == 1
 
 
+async def test_an_operator_rollback_that_waited_its_turn_undoes_nothing_twice(
+    rig_factory: Any,
+) -> None:
+    s = FakeStrategy(lift_on_recovery=False)
+    rig: Rig = await rig_factory(s)
+    assert "verified" in (await rig.heal() or "")
+    holding, release = anyio.Event(), anyio.Event()
+    said: list[str] = []
+
+    async def lapse() -> None:  # another step ends the action (as a lapsed lease would)
+        holding.set()
+        await release.wait()
+        await rig.engine.holds.lift(await rig.journal.in_force(rig.cid, ["fake_fix"]), "lapsed")
+
+    async def ask() -> None:
+        said.append(await rig.engine.rollback(1, "alice"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rig.engine.exclusively, "items", lapse)
+        await holding.wait()
+        tg.start_soon(ask)  # the action is in force when asked; its turn comes after `lapse`
+        with anyio.fail_after(10):  # nothing to wait on but the lock's queue
+            while rig.engine._one_at_a_time.statistics().tasks_waiting == 0:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        release.set()
+    assert said == ["action 1 is no longer in force; nothing to roll back"]
+    assert s.calls.count("rollback:restore items") == 1
+    assert await rig.statuses() == ["lifted"]
+
+
 async def test_an_operator_rollback_that_hangs_is_bounded(rig_factory: Any) -> None:
     class Hangs(FakeStrategy):
         async def rollback(self, ctx: RemediationContext) -> None:
