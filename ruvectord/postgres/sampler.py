@@ -93,21 +93,6 @@ class Topology:
     collection_id: int | None
 
 
-@dataclass(frozen=True)
-class Reading:
-    """A leaf's statistics this sample, its indexes' summed."""
-
-    live: int
-    dead: int
-    inserts: int
-    updates: int
-    deletes: int
-    seq_scans: int
-    idx_scans: int
-    table_bytes: int
-    index_bytes: int
-
-
 # The collection's catalog structure: the table, the tree of its partitions (itself, when
 # plain), each leaf's name and vector indexes, and the (oid, xmin) of every leaf and index.
 # Read when a sample's readings (_SAMPLE) show a change, and every STRUCTURE_SECONDS: names and
@@ -324,6 +309,10 @@ class Backend(NamedTuple):
     awaited: list[int]
 
 
+# a leaf as this sample read it, with its indexes' scans and pages summed
+Leaf = tuple[Relation, tuple[int, int]]
+
+
 class Sampler:
     def __init__(
         self,
@@ -338,6 +327,7 @@ class Sampler:
         self.collection = collection
         self.memory = memory or HostMemory()
         self._bounds: dict[int, str | None] = {}
+        self._tenant_of: dict[int, str | None] = {}  # list_tenant of each bound, parsed once
         self._structure: Structure | None = None
         self.structure_reads = 0  # how often _STRUCTURE ran: on start, on change, periodically
         self._has_cron: bool | None = None
@@ -393,7 +383,7 @@ class Sampler:
 
     async def _relations(
         self, conn: asyncpg.Connection, taken_at: datetime, collection_id: int | None
-    ) -> tuple[Topology, dict[int, Reading], list[tuple[VectorIndex, bool, int]], asyncpg.Record]:
+    ) -> tuple[Topology, dict[int, Leaf], list[tuple[VectorIndex, bool, int]], asyncpg.Record]:
         """The sample's one statement (_SAMPLE), and _STRUCTURE before it when the catalog
         changed or STRUCTURE_SECONDS passed."""
         structure = self._structure
@@ -408,44 +398,32 @@ class Sampler:
             # DDL between these two statements is seen next sample; this one counts what
             # both agree on
         leaf_rows = {r.rel: r for r in rows if r.kind in ("r", "m")}
-        leaves = {oid: name for oid, name in structure.leaves.items() if oid in leaf_rows}
+        if leaf_rows.keys() == structure.leaves.keys():
+            leaves, owner = structure.leaves, structure.index_owner  # the usual: as read
+        else:  # DDL between the two statements: what both agree on
+            leaves = {oid: name for oid, name in structure.leaves.items() if oid in leaf_rows}
+            owner = {ix: leaf for ix, leaf in structure.index_owner.items() if leaf in leaves}
         if not leaves:
             raise CollectionError(
                 self.collection.name,
                 f"{self.collection.table} is partitioned but has no partitions",
             )
-        idx_scans: dict[int, int] = defaultdict(int)
-        idx_pages: dict[int, int] = defaultdict(int)
+        # each leaf's indexes summed: (scans, pages); each index's (valid, pages)
+        totals: dict[int, tuple[int, int]] = {}
         index_now: dict[int, tuple[bool, int]] = {}
         for r in rows:
             if r.kind == "i" and r.owner is not None:
-                idx_scans[r.owner] += r.scans
-                idx_pages[r.owner] += r.pages
+                scans, pages = totals.get(r.owner, (0, 0))
+                totals[r.owner] = (scans + r.scans, pages + r.pages)
                 index_now[r.rel] = (bool(r.valid), r.pages)
-        readings = {
-            oid: Reading(
-                r.live or 0,
-                r.dead or 0,
-                r.ins or 0,
-                r.upd or 0,
-                r.dele or 0,
-                r.scans,
-                idx_scans[oid],
-                r.pages,
-                idx_pages[oid],
-            )
-            for oid, r in leaf_rows.items()
-            if oid in leaves
-        }
         vector = [
             (ix, *index_now[ix.oid])
             for ix in structure.vector_indexes
             if ix.leaf in leaves and ix.oid in index_now
         ]
         tenants = await self._tenants(conn, leaves, structure.tenant_list)
-        owner = {ix: leaf for ix, leaf in structure.index_owner.items() if leaf in leaves}
         topo = Topology(structure.root_oid, leaves, owner, tenants, collection_id)
-        return topo, readings, vector, row
+        return topo, {oid: (leaf_rows[oid], totals.get(oid, (0, 0))) for oid in leaves}, vector, row
 
     async def _read(
         self, conn: asyncpg.Connection, structure: Structure, collection_id: int | None
@@ -555,16 +533,17 @@ class Sampler:
                         missing,
                     )
                 self._bounds.update({r["oid"]: r["bound"] for r in rows})
+                self._tenant_of.update({r["oid"]: list_tenant(r["bound"]) for r in rows})
             except (asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError):
                 pass
-        return {oid: list_tenant(self._bounds.get(oid)) for oid in leaves}
+        return {oid: self._tenant_of.get(oid) for oid in leaves}
 
     # ------------------------------------------------------------------ tables
 
     def _partitions(
         self,
         topo: Topology,
-        readings: dict[int, Reading],
+        readings: dict[int, Leaf],
         backends: list[Backend],
         block_size: int,
     ) -> tuple[list[PartitionStats], list[tuple[str, int]]]:
@@ -595,27 +574,29 @@ class Sampler:
                 continue
             for part in parts:
                 queue[part] += 1.0 / len(parts)
-        out = [
-            PartitionStats(
-                oid=oid,
-                name=name,
-                bound=self._bounds.get(oid),
-                tenant=topo.tenant_by_partition.get(oid),
-                live_tuples=(r := readings[oid]).live,
-                dead_tuples=r.dead,
-                inserts=r.inserts,
-                updates=r.updates,
-                deletes=r.deletes,
-                seq_scans=r.seq_scans,
-                idx_scans=r.idx_scans,
-                table_bytes=r.table_bytes * block_size,
-                index_bytes=r.index_bytes * block_size,
-                active_backends=len(active.get(oid, ())),
-                waiting_backends=len(waiting.get(oid, ())),
-                queue=round(queue.get(oid, 0.0), 6),
+        out = []
+        for oid, name in sorted(topo.partitions.items()):
+            r, (idx_scans, idx_pages) = readings[oid]
+            out.append(
+                PartitionStats(
+                    oid=oid,
+                    name=name,
+                    bound=self._bounds.get(oid),
+                    tenant=topo.tenant_by_partition.get(oid),
+                    live_tuples=r.live or 0,
+                    dead_tuples=r.dead or 0,
+                    inserts=r.ins or 0,
+                    updates=r.upd or 0,
+                    deletes=r.dele or 0,
+                    seq_scans=r.scans,
+                    idx_scans=idx_scans,
+                    table_bytes=r.pages * block_size,
+                    index_bytes=idx_pages * block_size,
+                    active_backends=len(active.get(oid, ())),
+                    waiting_backends=len(waiting.get(oid, ())),
+                    queue=round(queue.get(oid, 0.0), 6),
+                )
             )
-            for oid, name in sorted(topo.partitions.items())
-        ]
         largest = sorted(
             ((p.name, p.table_bytes + p.index_bytes) for p in out), key=lambda x: -x[1]
         )[:5]
