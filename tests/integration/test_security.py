@@ -74,6 +74,14 @@ DAEMON_ATTEMPTS = [
     "CREATE OR REPLACE FUNCTION public.ruvector_integrity_gate(collection text, operation text, "
     "tenant text) RETURNS jsonb LANGUAGE sql AS $$ SELECT '{}'::jsonb $$",
     "ALTER FUNCTION public.ruvector_integrity_gate(text, text, text) SECURITY INVOKER",
+    # the decision both gates call (schema v17)
+    "CREATE OR REPLACE FUNCTION ruvector.gate_answer(op text, risk text, state text, "
+    "stale boolean, state_label text, throttle_pct double precision, retry_after double "
+    "precision, expires_at timestamptz, throttle_tenant text, OUT response text, OUT factor "
+    "double precision, OUT retry double precision, OUT reason text) LANGUAGE sql AS "
+    "$$ SELECT 'allow', 1.0::float8, 0::float8, 'evil' $$",
+    "ALTER FUNCTION ruvector.gate_answer(text, text, text, boolean, text, double precision, "
+    "double precision, timestamptz, text) OWNER TO CURRENT_USER",
     "ALTER FUNCTION ruvector.install_throttle_guard(integer, interval) OWNER TO CURRENT_USER",
     # put a function of its own where others would find it, or a trigger on their table
     "CREATE FUNCTION public.evil() " + EVIL,
@@ -261,6 +269,29 @@ async def test_the_gate_fails_open_when_the_daemon_is_gone_and_never_says_allowe
                 )
                 assert (full["response"], full["allowed"]) == ("defer", False)
                 assert full["throttle_factor"] == 0.0
+                # the application can neither call the decision itself nor steer it through
+                # its own search_path (a format() of its own ahead of pg_catalog)
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await app.fetchval(
+                        "SELECT ruvector.gate_answer('insert', 'medium', 'critical', false, "
+                        "'critical', 0, 0, now(), '')"
+                    )
+                tag = p.app.split("_", 1)[1]
+                async with app.transaction():
+                    for args in ("text, text", "text, text, text"):
+                        await app.execute(
+                            f'CREATE FUNCTION "app_{tag}".format({args}) RETURNS text '
+                            "LANGUAGE sql AS $$ SELECT 'allowed' $$"
+                        )
+                    await app.execute(f'SET LOCAL search_path = "app_{tag}", pg_catalog')
+                    # the trap is armed: in the application's own statements it wins
+                    assert await app.fetchval("SELECT format('%s in %s', 'a', 'b')") == "allowed"
+                    steered = json.loads(
+                        await app.fetchval(
+                            "SELECT public.ruvector_integrity_gate('items', 'insert')"
+                        )
+                    )
+                    assert steered == full
                 search = json.loads(
                     await app.fetchval("SELECT ruvector_integrity_gate('items', 'search')")
                 )
