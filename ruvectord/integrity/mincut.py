@@ -98,10 +98,7 @@ def lambda_cut(
             f"unit has {len(unit)} entries but edges has {len(edges)}; need one weight per edge"
         )
     raw_cut = min_cut(num_nodes, edges, effective)
-    try:
-        unit_cut = _unit_cut(num_nodes, tuple(edges), tuple(unit))
-    except TypeError:  # unhashable edges (lists): the same cut, not kept
-        unit_cut = min_cut(num_nodes, edges, unit)
+    unit_cut = _unit_cut(num_nodes, tuple(map(tuple, edges)), tuple(unit))
     if not raw_cut.connected or unit_cut.value <= 0.0:
         normalised = 0.0
     else:
